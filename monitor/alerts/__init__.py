@@ -1,0 +1,1 @@
+"""Alert webhooks: the outbox written with rule state, and its delivery."""

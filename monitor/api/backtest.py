@@ -1,0 +1,32 @@
+"""What-if endpoint: replay a stored run with other thresholds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.api.deps import DbDep, require_token
+from monitor.api.errors import InvalidConfig
+from monitor.api.runs import RunId
+from monitor.backtesting import run_backtest
+
+router = APIRouter(prefix="/api/v1/runs", tags=["backtest"], dependencies=[Depends(require_token)])
+
+
+class BacktestRequest(BaseModel):
+    """Config overrides merged into the run's stored config (same keys as the trainer YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(default_factory=dict, examples=[{"hyper_lora": {"lora_max_norm": 2.0}}])
+
+
+@router.post("/{run_id}/backtest")
+def backtest_run(run_id: RunId, body: BacktestRequest, db: DbDep) -> dict[str, Any]:
+    """When would each rule have fired, and when would the run first have paused?"""
+    try:
+        return run_backtest(db, run_id, body.config)
+    except ValueError as exc:
+        raise InvalidConfig(str(exc)) from exc

@@ -1,0 +1,66 @@
+"""Runs: create-or-get, list, show, history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from monitor.api.deps import DbDep, require_token
+from monitor.api.errors import InvalidConfig
+from monitor.rules.thresholds import Thresholds
+from monitor.schemas.runs import RUN_ID_PATTERN, RunCreated, RunOut, RunUpsert
+from monitor.store import events, runs
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
+RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="Caller-chosen run id")]
+
+
+@router.put("/{run_id}", response_model=RunCreated)
+def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, response: Response) -> dict[str, Any]:
+    """Create the run, or return it unchanged for a resumed trainer (idempotent)."""
+    if body.config is not None:
+        try:
+            Thresholds.from_run_config(body.config)
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from exc
+    with db.write_session() as session:
+        run, created = runs.create_or_get_run(
+            session, run_id, name=body.name, project=body.project, config=body.config,
+            escalation_start_epoch=body.escalation_start_epoch,
+        )
+        session.flush()
+        out = RunOut.model_validate(run).model_dump()
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return {**out, "created": created}
+
+
+@router.get("", response_model=list[RunOut])
+def list_runs(
+    db: DbDep,
+    project: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[Any]:
+    """Runs, most recently updated first."""
+    with db.read_session() as session:
+        return [RunOut.model_validate(run) for run in runs.list_runs(session, project, limit, offset)]
+
+
+@router.get("/{run_id}", response_model=RunOut)
+def get_run(run_id: RunId, db: DbDep) -> Any:
+    """One run."""
+    with db.read_session() as session:
+        return RunOut.model_validate(runs.get_run(session, run_id))
+
+
+@router.get("/{run_id}/events")
+def get_run_events(run_id: RunId, db: DbDep) -> dict[str, Any]:
+    """Rule events (fired/resolved) and decision changes of a run."""
+    with db.read_session() as session:
+        runs.get_run(session, run_id)
+        return {
+            "run_id": run_id,
+            "rule_events": events.list_rule_events(session, run_id),
+            "decisions": events.list_decisions(session, run_id),
+        }

@@ -1,0 +1,56 @@
+"""Application factory: wires settings, database, auth and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from monitor import __version__
+from monitor.alerts.worker import DeliveryWorker
+from monitor.api import backtest, diagnostics, escalation, health, pages, runs, series, webhooks
+from monitor.api.errors import install_error_handlers
+from monitor.api.limits import BodySizeLimit
+from monitor.auth import TokenVerifier
+from monitor.settings import Settings, get_settings
+from monitor.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    db = Database(settings.database_url, settings.db_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not app.state.verifier.has_any:
+            log.warning("no API token configured: every API call will get 401 "
+                        "(set MONITOR_API_TOKEN or run `python -m monitor token create`)")
+        worker = DeliveryWorker(db, settings)
+        app.state.delivery_worker = worker
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="Training Health Monitor",
+        version=__version__,
+        description="Stores per-batch training diagnostics, evaluates health rules, "
+        "and answers pause/continue for meta-escalation.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.verifier = TokenVerifier(db, settings.api_token)
+    install_error_handlers(app)
+    for module in (health, runs, diagnostics, series, escalation, backtest, webhooks, pages):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,109 @@
+"""Glue between storage and the pure rule engine: ingest, evaluate, decide, queue alerts.
+
+Everything here runs inside one write transaction holding the run's lock, so the rule
+state, the events, the decision and the outbox rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from monitor.alerts import outbox
+from monitor.rules.decision import decide
+from monitor.rules.engine import RuleEngine
+from monitor.rules.thresholds import Thresholds
+from monitor.rules.types import EpochReading, RuleState, RuleTransition
+from monitor.schemas.diagnostics import DiagnosticRecord
+from monitor.store import events
+from monitor.store.diagnostics import record_to_reading
+from monitor.store.models import Run
+from monitor.store.rule_states import StateKey, load_states, save_states
+
+
+def thresholds_for(run: Run) -> Thresholds:
+    """Effective thresholds of a run (defaults overridden by its trainer config)."""
+    return Thresholds.from_run_config(run.config or {})
+
+
+def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRecord], public_url: str) -> None:
+    """Feed newly stored records through the rules and persist what changed."""
+    if not records:
+        return
+    thresholds = thresholds_for(run)
+    engine = RuleEngine(thresholds)
+    states = load_states(session, run.run_id)
+    transitions: list[RuleTransition] = []
+    for record in records:
+        transitions.extend(engine.evaluate_batch(states, record_to_reading(record)))
+    _persist(session, run, states, transitions, thresholds, public_url)
+
+
+def evaluate_epoch(session: Session, run: Run, reading: EpochReading, public_url: str) -> None:
+    """Feed one closed epoch through the epoch rules and persist what changed."""
+    thresholds = thresholds_for(run)
+    states = load_states(session, run.run_id)
+    transitions = RuleEngine(thresholds).evaluate_epoch(states, reading)
+    if run.last_epoch is None or reading.epoch > run.last_epoch:
+        run.last_epoch = reading.epoch
+    _persist(session, run, states, transitions, thresholds, public_url)
+
+
+def _persist(
+    session: Session,
+    run: Run,
+    states: dict[StateKey, RuleState],
+    transitions: list[RuleTransition],
+    thresholds: Thresholds,
+    public_url: str,
+) -> None:
+    """Save states, record events, refresh the decision, and queue webhooks for what changed."""
+    save_states(session, run.run_id, states)
+    events.add_rule_events(session, run.run_id, transitions)
+    verdict = decide(states.values(), thresholds, run.last_epoch, run.last_step, start_epoch(run, thresholds))
+    decision_changed = verdict.decision != run.decision
+    run.health = verdict.health
+    run.decision = verdict.decision
+    link = dashboard_link(public_url, run.run_id)
+    for item in transitions:
+        outbox.enqueue(session, run.run_id, f"rule.{item.kind}", _transition_data(run, item, link))
+    if decision_changed:
+        body = verdict.to_dict()
+        events.add_decision(session, run.run_id, verdict.decision, body["reasons"], run.last_step, run.last_epoch)
+        data = {"run_id": run.run_id, "run_name": run.name, "decision": verdict.decision,
+                "reasons": body["reasons"], "actions": body["actions"], "step": run.last_step,
+                "epoch": run.last_epoch, "dashboard_url": link}
+        outbox.enqueue(session, run.run_id, f"decision.{verdict.decision}", data)
+
+
+def start_epoch(run: Run, thresholds: Thresholds) -> int | None:
+    """The run's escalation start epoch: the PUT field wins over ``meta_escalation.start_epoch``."""
+    if run.escalation_start_epoch is not None:
+        return run.escalation_start_epoch
+    return thresholds.escalation_start_epoch
+
+
+def dashboard_link(public_url: str, run_id: str) -> str:
+    """Where a person reading an alert should look."""
+    return f"{public_url.rstrip('/')}/runs/{run_id}"
+
+
+def _transition_data(run: Run, item: RuleTransition, link: str) -> dict[str, Any]:
+    """Webhook data for a fired/resolved rule."""
+    return {
+        "run_id": run.run_id,
+        "run_name": run.name,
+        "rule": item.rule,
+        "rank": item.rank,
+        "kind": item.kind,
+        "severity": item.severity,
+        "metric": item.metric,
+        "value": item.value,
+        "threshold": item.threshold,
+        "step": item.step,
+        "epoch": item.epoch,
+        "decision": run.decision,
+        "dashboard_url": link,
+    }

@@ -1,0 +1,128 @@
+"""The trainer's question, answered: pause or continue meta-escalation, and why.
+
+Only FIRING rules of severity ``pause`` pause the run (pending ones are still noise);
+firing warnings are listed but never pause. Every rank has its own states and the worst
+rank decides. Before the configured escalation start epoch the answer is always
+``continue``, but firing pause rules are still reported (under ``warnings``).
+If the current epoch is unknown the gate is treated as open (the safe side: pause).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from monitor.floats import encode_tree
+from monitor.rules.engine import RULES_BY_NAME
+from monitor.rules.thresholds import Thresholds
+from monitor.rules.types import RuleState
+
+HALVE_DELTA = {"action": "scale_hyperlora_delta", "factor": 0.5}
+HALVE_LR = {"action": "scale_learning_rate", "factor": 0.5}
+HOLD = {"action": "hold_meta_escalation"}
+# Recommended remedies per firing rule; HOLD is added whenever the decision is pause.
+_REMEDIES: dict[str, tuple[dict[str, Any], ...]] = {
+    "attention_collapse": (HALVE_DELTA, HALVE_LR),
+    "lora_norm": (HALVE_DELTA,),
+    "lora_growth": (HALVE_DELTA,),
+}
+
+
+@dataclass
+class Decision:
+    """What the trainer gets back; ``to_dict`` is JSON-safe (NaN spelled as a string)."""
+
+    decision: Literal["continue", "pause"]
+    health: Literal["ok", "warning", "paused"]
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None
+    current_epoch: int | None = None
+    current_step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the API, with non-finite floats encoded."""
+        return encode_tree(asdict(self))
+
+
+def decide(
+    states: Iterable[RuleState],
+    thresholds: Thresholds,
+    current_epoch: int | None,
+    current_step: int | None,
+    escalation_start_epoch: int | None,
+) -> Decision:
+    """Fold rule states into one decision; usually ``escalation_start_epoch=thresholds.escalation_start_epoch``."""
+    firing: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for state in states:
+        if state.status == "firing":
+            firing.append(_reason(state, thresholds))
+        elif state.status == "pending":
+            pending.append(_reason(state, thresholds))
+    firing.sort(key=_order)
+    pending.sort(key=_order)
+    gated = (
+        escalation_start_epoch is not None
+        and current_epoch is not None
+        and current_epoch < escalation_start_epoch
+    )
+    blocking = [] if gated else [r for r in firing if r["severity"] == "pause"]
+    warnings = firing if gated else [r for r in firing if r["severity"] != "pause"]
+    verdict: Literal["continue", "pause"] = "pause" if blocking else "continue"
+    health: Literal["ok", "warning", "paused"] = "paused" if blocking else ("warning" if warnings else "ok")
+    note = None
+    if gated:
+        note = f"meta-escalation starts at epoch {escalation_start_epoch}; rules are still evaluated"
+    return Decision(
+        decision=verdict,
+        health=health,
+        reasons=blocking,
+        warnings=warnings,
+        pending=pending,
+        actions=_actions(firing, pause=bool(blocking)),
+        note=note,
+        current_epoch=current_epoch,
+        current_step=current_step,
+    )
+
+
+def _reason(state: RuleState, thresholds: Thresholds) -> dict[str, Any]:
+    """One state as a reason row (unknown rule names keep their own name as metric)."""
+    rule = RULES_BY_NAME.get(state.rule)
+    metric = state.memory.get("metric") or (rule.metric if rule else state.rule)
+    return {
+        "rule": state.rule,
+        "metric": metric,
+        "value": state.value,
+        "threshold": state.threshold,
+        "since_step": state.since_step,
+        "since_epoch": state.since_epoch,
+        "rank": state.rank,
+        "severity": thresholds.severity_for(state.rule),
+        "status": state.status,
+    }
+
+
+def _order(reason: dict[str, Any]) -> tuple:
+    """Oldest breach first, then by rule and rank, so output is deterministic."""
+    since_epoch = reason["since_epoch"] if reason["since_epoch"] is not None else -1
+    since_step = reason["since_step"] if reason["since_step"] is not None else -1
+    return (since_epoch, since_step, reason["rule"], reason["rank"])
+
+
+def _actions(firing: list[dict[str, Any]], pause: bool) -> list[dict[str, Any]]:
+    """Deduplicated remedies, each naming the rules that call for it."""
+    by_action: dict[str, dict[str, Any]] = {}
+    for reason in firing:
+        for remedy in _REMEDIES.get(reason["rule"], ()):
+            entry = by_action.setdefault(remedy["action"], {**remedy, "because": []})
+            if reason["rule"] not in entry["because"]:
+                entry["because"].append(reason["rule"])
+    if pause:
+        because = sorted({r["rule"] for r in firing if r["severity"] == "pause"})
+        by_action[HOLD["action"]] = {**HOLD, "because": because}
+    return list(by_action.values())

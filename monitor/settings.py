@@ -1,0 +1,51 @@
+"""Service settings, read from the environment with the ``MONITOR_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("monitor-data")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; one instance per process."""
+
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATA_DIR / 'monitor.db'}",
+        description="SQLAlchemy URL; sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    api_token: str = Field(
+        default="",
+        description="Comma-separated bearer tokens accepted besides those created with `token create`.",
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, description="Larger request bodies get 413.")
+    max_records_per_request: int = Field(default=50_000)
+    public_url: str = Field(default="http://127.0.0.1:8765", description="Base of dashboard links in alerts.")
+    default_max_points: int = Field(default=2000, description="Points per chart series unless asked otherwise.")
+    webhook_poll_seconds: float = Field(default=0.5)
+    webhook_max_attempts: int = Field(default=8)
+    webhook_backoff_base_seconds: float = Field(default=1.0)
+    webhook_timeout_seconds: float = Field(default=5.0)
+    webhook_allow_private: bool = Field(
+        default=True, description="Allow loopback/private receiver addresses (off in hardened deployments)."
+    )
+    webhook_backoff_max_seconds: float = Field(default=600.0, description="Cap of the retry delay.")
+    webhook_lease_seconds: float = Field(
+        default=60.0, description="A claimed delivery not finished within this is retried (process died)."
+    )
+    webhook_concurrency: int = Field(default=4, ge=1, description="Parallel sends per process.")
+    log_json: bool = Field(default=False, description="Emit one JSON object per log line.")
+    log_level: str = Field(default="INFO")
+    db_pool_size: int = Field(default=10)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own Settings instead)."""
+    return Settings()

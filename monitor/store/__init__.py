@@ -1,0 +1,1 @@
+"""SQLAlchemy models and the queries the API and workers use (no HTTP here)."""

@@ -1,0 +1,1 @@
+"""Test helpers that start real things: the service, databases, receivers."""
