@@ -56,6 +56,9 @@ class RuleEngine:
         self.thresholds = thresholds
         self.batch_rules = tuple(rule for rule in rules if rule.kind == "batch")
         self.epoch_rules = tuple(rule for rule in rules if rule.kind == "epoch")
+        # Spans and severities depend only on the thresholds: resolve them once, not per reading.
+        self._spans = {rule.name: rule.span(thresholds) for rule in rules}
+        self._severities = {rule.name: rule.severity(thresholds) for rule in rules}
 
     def evaluate_batch(self, states: States, reading: BatchReading) -> list[RuleTransition]:
         """Apply one batch reading of one rank to every batch rule."""
@@ -99,8 +102,8 @@ class RuleEngine:
         return advance(
             state,
             obs,
-            span=rule.span(self.thresholds),
-            severity=rule.severity(self.thresholds),
+            span=self._spans[rule.name],
+            severity=self._severities[rule.name],
             metric=rule.metric,
             step=step,
             epoch=epoch,

@@ -1,0 +1,1 @@
+"""What a PyTorch trainer imports to report to the Training Health Monitor."""
