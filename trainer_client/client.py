@@ -1,0 +1,412 @@
+"""Non-blocking diagnostics client for the Training Health Monitor.
+
+Modelled on OpenTelemetry's ``BatchSpanProcessor``: :meth:`MonitorClient.log` only
+appends a tuple to a bounded deque (a few microseconds, never raises, never does
+I/O); one daemon thread converts, batches and POSTs. Transient failures are retried
+with exponential backoff and jitter; past a short retry budget payloads go to an
+on-disk spill (:mod:`trainer_client.spill`) and are replayed in order once the
+service answers -- also by the next process of the same run. The server
+deduplicates on (run, rank, step), so a retry never doubles a record.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trainer_client.spill import (Payload, SpillStore, default_spill_dir, encode_epoch, encode_record,
+                                  payload_records)
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+_TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SPLITTABLE = frozenset({413, 422})
+
+
+@dataclass
+class _EpochItem:
+    """An epoch summary travelling through the queue behind the batches it closes."""
+
+    payload: Payload
+    done: threading.Event
+    decision: str | None = None
+
+
+class MonitorClient:
+    """Streams per-batch diagnostics of one run (any rank) to the monitor, losing nothing."""
+
+    PROBE_MIN_S = 0.5  # first re-probe of an unreachable service; doubles up to PROBE_MAX_S
+    PROBE_MAX_S = 5.0
+
+    def __init__(self, base_url: str, token: str, run_id: str, *, run_name: str | None = None,
+                 project: str | None = None, config: dict[str, Any] | None = None,
+                 escalation_start_epoch: int | None = None, max_queue: int = 100_000,
+                 batch_size: int = 500, flush_interval: float = 0.5, spill_dir: str | Path | None = None,
+                 max_spill_bytes: int = 256 * 1024 * 1024, timeout: float = 5.0,
+                 retry_budget: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.run_id = run_id
+        self.timeout = timeout
+        self.retry_budget = retry_budget
+        self._token = token
+        self._run_body = {k: v for k, v in {"name": run_name, "project": project, "config": config,
+                                             "escalation_start_epoch": escalation_start_epoch}.items()
+                          if v is not None}
+        self._max_queue = max(1, int(max_queue))
+        self._batch_size = max(1, int(batch_size))
+        self._flush_interval = flush_interval
+        self._spill_dir = Path(spill_dir) if spill_dir is not None else default_spill_dir(run_id)
+        self._max_spill_bytes = max_spill_bytes
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self._abandon_network = False  # set by a timed-out close(): spill the rest, no more I/O
+        self._counts = dict.fromkeys(("sent", "accepted", "duplicates", "spilled", "replayed", "rejected",
+                                      "invalid", "invalid_readings", "unspillable", "epochs_sent"), 0)
+        self._queue_full_drops = 0
+        self._run_ready = False
+        self._offline_since: float | None = None
+        self._next_probe = 0.0
+        self._probe_delay = self.PROBE_MIN_S
+        self._spill: SpillStore | None = None
+        self._http: httpx.Client | None = None
+        self._thread = threading.Thread(target=self._run, name=f"monitor-client-{run_id}", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # ----------------------------------------------------------------- training-thread API
+    def log(self, step: Any, epoch: Any = None, rank: Any = 0, **readings: Any) -> None:
+        """Enqueue one batch's readings; O(1), no I/O, never raises (drops and counts when full).
+
+        ``step`` may also be a whole record dict (``DiagnosticsCollector`` sink). Readings may be
+        floats, 0-dim tensors or numpy scalars; names outside the schema go to ``extra``.
+        """
+        try:
+            queue = self._queue
+            if self._closed or len(queue) >= self._max_queue:
+                self._queue_full()
+                return
+            queue.append((step, epoch, rank, time.time(), readings))
+            if len(queue) == self._batch_size:
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - monitoring must never break training
+            pass
+
+    def _queue_full(self) -> None:
+        """Count a dropped record; warn on the first and every 10,000th."""
+        self._queue_full_drops += 1
+        if self._queue_full_drops % 10_000 == 1:
+            why = "client is closed" if self._closed else f"queue is full ({self._max_queue} records)"
+            logger.warning("monitor client %s: %s; %d record(s) dropped so far", self.run_id, why,
+                           self._queue_full_drops)
+
+    def epoch_end(self, epoch: int, rank: int = 0, eval_accuracy: float | None = None,
+                  train_accuracy: float | None = None, grad_explosion_events: int | None = None,
+                  lr_backoff_events: int | None = None, max_nan_streak: int | None = None, *,
+                  wait: float | None = None) -> str | None:
+        """Send an epoch summary after every batch logged before it; return the run's decision.
+
+        Waits at most ``wait`` seconds (default: the client timeout) and returns None if the
+        summary was not delivered by then (it is still delivered or spilled later).
+        """
+        if self._closed:
+            return None
+        try:
+            payload = encode_epoch(epoch, rank, eval_accuracy, train_accuracy, grad_explosion_events,
+                                   lr_backoff_events, max_nan_streak)
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.error("monitor client %s: epoch summary for epoch %r not sent: %s", self.run_id, epoch, exc)
+            return None
+        item = _EpochItem(payload, threading.Event())
+        self._queue.append(item)
+        self._wake.set()
+        item.done.wait(self.timeout if wait is None else wait)
+        return item.decision
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything logged so far is delivered or spilled; False on timeout."""
+        if not self._thread.is_alive():
+            return not self._queue
+        marker = threading.Event()
+        self._queue.append(marker)
+        self._wake.set()
+        return marker.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush, stop the sender thread and release the spill file (idempotent; runs at exit)."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        self._queue.append(_STOP)
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("monitor client %s: close() timed out; spilling %d queued item(s) to %s",
+                           self.run_id, len(self._queue), self._spill_dir)
+            self._abandon_network = True
+            self._thread.join(self.timeout + 5.0)
+
+    def stats(self) -> dict[str, Any]:
+        """Delivery counters (records unless named otherwise) and current backlog."""
+        spill = self._spill
+        out: dict[str, Any] = dict(self._counts)
+        out["queue_dropped"] = self._queue_full_drops
+        out["spill_dropped"] = out.pop("unspillable") + (spill.dropped_records if spill is not None else 0)
+        out["dropped"] = self._queue_full_drops + out["spill_dropped"] + out["rejected"] + out["invalid"]
+        out["queue_depth"] = len(self._queue)
+        out["spill_bytes"] = spill.total_bytes if spill is not None else 0
+        out["spill_pending"] = bool(spill is not None and spill.pending())
+        out["offline"] = self._offline_since is not None
+        return out
+
+    def __enter__(self) -> MonitorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------- sender thread
+    def _run(self) -> None:
+        """Sender loop: replay old spill first, then batches and queue items in FIFO order."""
+        try:
+            self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout,
+                                      headers={"Authorization": f"Bearer {self._token}",
+                                               "Content-Type": "application/json"})
+            self._open_spill()
+            while self._step():
+                pass
+        except Exception:  # noqa: BLE001 - log(), flush() and close() keep working without us
+            logger.exception("monitor client %s: sender thread failed; records will be dropped", self.run_id)
+        finally:
+            if self._http is not None:
+                self._http.close()
+            if self._spill is not None:
+                self._spill.close()
+
+    def _step(self) -> bool:
+        """One round: take up to a batch and the special item behind it; False after stop."""
+        if not self._queue:
+            self._wake.wait(self._idle_wait())
+            self._wake.clear()
+        batch, special = self._take()
+        try:
+            if batch:
+                records = [r for r in (encode_record(item, self._counts) for item in batch) if r]
+                if records:
+                    self._deliver({"records": records})
+            if isinstance(special, _EpochItem):
+                result = self._deliver(special.payload)
+                special.decision = result.get("decision") if isinstance(result, dict) else None
+            elif special is None and self._spill is not None and self._spill.pending():
+                self._backlog()  # idle: probe the service and replay when it is back
+        except Exception:  # noqa: BLE001 - the sender must survive anything
+            logger.exception("monitor client %s: sender error; %d record(s) lost", self.run_id, len(batch))
+            self._counts["invalid"] += len(batch)
+        finally:
+            if isinstance(special, (threading.Event, _EpochItem)):
+                (special if isinstance(special, threading.Event) else special.done).set()
+        return special is not _STOP
+
+    def _idle_wait(self) -> float:
+        """Sleep until the next flush interval, or the next probe if that comes sooner."""
+        if self._spill is not None and self._spill.pending():
+            return max(0.01, min(self._flush_interval, self._next_probe - time.monotonic()))
+        return self._flush_interval
+
+    def _take(self) -> tuple[list[Any], Any]:
+        """Pop records up to ``batch_size``, stopping at the first non-record item."""
+        batch: list[Any] = []
+        queue = self._queue
+        while queue and len(batch) < self._batch_size:
+            item = queue.popleft()
+            if type(item) is tuple:
+                batch.append(item)
+            else:
+                return batch, item
+        return batch, None
+
+    def _open_spill(self) -> None:
+        """Open the spill (adopting a previous process's files); failures only disable spilling."""
+        try:
+            spill = SpillStore(self._spill_dir, self._max_spill_bytes, self.run_id)
+            spill.open()
+            self._spill = spill
+        except OSError as exc:
+            logger.error("monitor client %s: cannot use spill dir %s (%s); undeliverable records "
+                         "will be dropped", self.run_id, self._spill_dir, exc)
+
+    def _deliver(self, payload: Payload) -> dict[str, Any] | None:
+        """Send now, or spill behind older spilled payloads; the server answer or None."""
+        if self._backlog():
+            self._spill_payload(payload)
+            return None
+        result = self._send(payload, self.retry_budget)
+        if result is None:
+            self._go_offline()
+            self._spill_payload(payload)
+        return result
+
+    def _backlog(self) -> bool:
+        """True while payloads must go to the spill to keep order (older ones wait there)."""
+        if self._abandon_network:
+            return True
+        spill = self._spill
+        if spill is None or not spill.pending():
+            return False
+        if time.monotonic() < self._next_probe:
+            return True
+        replayed = spill.replay(lambda payload: self._send(payload, 0.0) is not None)
+        self._counts["replayed"] += replayed
+        if spill.pending():
+            self._go_offline()
+            return True
+        logger.info("monitor client %s: monitor reachable again; replayed %d spilled record(s)",
+                    self.run_id, replayed)
+        self._offline_since, self._probe_delay = None, self.PROBE_MIN_S
+        return False
+
+    def _go_offline(self) -> None:
+        """Schedule the next probe with exponential backoff; warn once per outage."""
+        if self._offline_since is None:
+            self._offline_since = time.monotonic()
+            logger.warning("monitor client %s: monitor at %s unreachable; spilling to %s and retrying",
+                           self.run_id, self.base_url, self._spill_dir)
+        self._next_probe = time.monotonic() + self._probe_delay
+        self._probe_delay = min(self._probe_delay * 2, self.PROBE_MAX_S)
+
+    def _spill_payload(self, payload: Payload) -> None:
+        """Write to disk; without a usable spill the records are counted as dropped."""
+        records = payload_records(payload)
+        if self._spill is None:
+            self._counts["unspillable"] += records
+        elif self._spill.append(payload):  # a refused payload is counted by the spill itself
+            self._counts["spilled"] += records
+
+    # ------------------------------------------------------------------------------ HTTP
+    def _send(self, payload: Payload, budget: float) -> dict[str, Any] | None:
+        """Deliver one payload, retrying transient errors for ``budget`` seconds.
+
+        Returns the server's answer (or a summary when 4xx records were dropped), or None
+        when the service is unreachable: the caller spills the payload.
+        """
+        if not self._run_ready and not self._ensure_run(budget):
+            return None
+        path = f"/api/v1/runs/{self.run_id}/" + ("epochs" if "epoch" in payload else "diagnostics")
+        deadline, attempt, recreated = time.monotonic() + budget, 0, False
+        while True:
+            status, body, retry_after = self._request("POST", path, payload)
+            if status is not None and 200 <= status < 300:
+                self._count_sent(payload, body)
+                return body if isinstance(body, dict) else {}
+            if status == 404 and not recreated:
+                recreated, self._run_ready = True, False
+                if self._ensure_run(budget):
+                    continue
+                return None
+            if status in (401, 403):  # misconfigured token: keep the data for a fixed restart
+                if self._offline_since is None:
+                    logger.error("monitor client %s: the monitor refused our token (HTTP %s): %s; keeping "
+                                 "records in the spill", self.run_id, status, _detail(body))
+                return None
+            if status is None or status in _TRANSIENT:
+                delay = _backoff(attempt, retry_after)
+                if time.monotonic() + delay > deadline:
+                    return None
+                time.sleep(delay)
+                attempt += 1
+                continue
+            return self._rejected(payload, status, body, budget)
+
+    def _ensure_run(self, budget: float) -> bool:
+        """PUT the run (idempotent) so records never hit 404; False if it could not be done."""
+        deadline, attempt = time.monotonic() + budget, 0
+        while True:
+            status, body, retry_after = self._request("PUT", f"/api/v1/runs/{self.run_id}", self._run_body)
+            if status in (200, 201):
+                self._run_ready = True
+                return True
+            if status is not None and status not in _TRANSIENT:
+                if self._offline_since is None:
+                    logger.error("monitor client %s: the monitor refused the run (HTTP %s): %s; keeping "
+                                 "records in the spill", self.run_id, status, _detail(body))
+                return False
+            delay = _backoff(attempt, retry_after)
+            if time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)
+            attempt += 1
+
+    def _rejected(self, payload: Payload, status: int, body: Any, budget: float) -> dict[str, Any] | None:
+        """4xx: bisect a multi-record batch to isolate bad records, drop what is invalid."""
+        records = payload.get("records") or []
+        if status in _SPLITTABLE and len(records) > 1:
+            half = len(records) // 2
+            for part in (records[:half], records[half:]):
+                if self._send({"records": part}, budget) is None:
+                    return None  # the caller spills the whole payload; the delivered half dedups later
+            return {"split": True}
+        what = f"{len(records)} record(s) from step {records[0].get('step')}" if records else "epoch summary"
+        logger.error("monitor client %s: the monitor rejected %s (HTTP %s): %s; dropped",
+                     self.run_id, what, status, _detail(body))
+        self._counts["rejected"] += len(records)
+        return {"rejected": len(records)}
+
+    def _request(self, method: str, path: str, payload: Any) -> tuple[int | None, Any, float | None]:
+        """(status or None on a network error, decoded body, Retry-After seconds)."""
+        assert self._http is not None
+        try:
+            content = json.dumps(payload, allow_nan=False, default=str).encode()
+            response = self._http.request(method, path, content=content)
+        except httpx.HTTPError as exc:
+            logger.debug("monitor client %s: %s %s failed: %r", self.run_id, method, path, exc)
+            return None, repr(exc), None
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        return response.status_code, body, _retry_after(response)
+
+    def _count_sent(self, payload: Payload, body: Any) -> None:
+        """Update counters from a 2xx answer."""
+        if "epoch" in payload:
+            self._counts["epochs_sent"] += 1
+            return
+        answer = body if isinstance(body, dict) else {}
+        self._counts["sent"] += payload_records(payload)
+        self._counts["accepted"] += int(answer.get("accepted") or 0)
+        self._counts["duplicates"] += int(answer.get("duplicates") or 0)
+
+
+def _backoff(attempt: int, retry_after: float | None, base: float = 0.1, cap: float = 2.0) -> float:
+    """Exponential backoff with equal jitter; the server's Retry-After wins (capped)."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), cap)
+    delay = min(cap, base * 2**attempt)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, if the server sent a numeric one."""
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _detail(body: Any) -> str:
+    """The server's ``detail`` field (FastAPI errors), shortened for a log line."""
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
+    return text[:1000]
