@@ -1,0 +1,78 @@
+"""Receiver URL checks: what a subscriber may point the worker at.
+
+Syntax is checked on subscribe (422). With ``webhook_allow_private`` off, the host must
+also resolve only to public addresses; the worker re-checks before each send, so a DNS
+answer changed after subscribing cannot aim it at internal services (a small window
+between that check and the connection remains). It is on by default so a monitor next
+to the trainer can call receivers on the same host or network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 2048
+ALLOWED_SCHEMES = ("http", "https")
+
+
+class UnsafeUrl(ValueError):
+    """The URL may not be used as a webhook receiver."""
+
+
+def check_syntax(url: str) -> str:
+    """The URL, stripped, if it is an http(s) URL with a host and no credentials."""
+    url = url.strip()
+    if not url or len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl(f"url must be 1-{MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise UnsafeUrl("url must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise UnsafeUrl(f"url is malformed: {exc}") from None
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        raise UnsafeUrl("url scheme must be http or https")
+    if not parts.hostname:
+        raise UnsafeUrl("url must have a host")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise UnsafeUrl("url must not contain credentials; use the signing secret instead")
+    if port == 0:
+        raise UnsafeUrl("url port must be 1-65535")
+    return url
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_destination(url: str, allow_private: bool) -> None:
+    """UnsafeUrl unless private addresses are allowed or the host resolves only to public ones."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeUrl(f"url host does not resolve: {exc}") from None
+    addresses = {info[4][0] for info in infos}
+    if not addresses or not all(_is_public(addr) for addr in addresses):
+        raise UnsafeUrl("url host resolves to a private, loopback or reserved address "
+                        "(set MONITOR_WEBHOOK_ALLOW_PRIVATE=true to allow)")
+
+
+def redact(url: str) -> str:
+    """Scheme, host and port only: paths of e.g. Slack URLs are secrets, so logs get this."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
+    except ValueError:
+        return "<invalid url>"

@@ -1,0 +1,174 @@
+"""A real HTTP webhook receiver on loopback that records what it gets.
+
+It can be told to answer errors for the next N requests, to be slow, or to be down
+(its socket closed, so senders get "connection refused") and come back on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.support.service import free_port
+
+
+@dataclass
+class Received:
+    """One request as it arrived, and the status it was answered with."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers.get("webhook-id", "")
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """Start with ``start()``; ``url`` is where to subscribe."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.requests: list[Received] = []
+        self.fail_remaining = 0
+        self.fail_status = 500
+        self.delay = 0.0
+        self._cond = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> "Receiver":
+        """Listen (again) on the same port."""
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        server.daemon_threads = True
+        server.block_on_close = False
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Go down: close the listening socket (connections are refused until ``start``)."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+
+    def fail_next(self, count: int, status: int = 500) -> None:
+        """Answer ``status`` to the next ``count`` requests."""
+        with self._cond:
+            self.fail_remaining, self.fail_status = count, status
+
+    def _decide(self) -> int:
+        with self._cond:
+            if self.fail_remaining > 0:
+                self.fail_remaining -= 1
+                return self.fail_status
+            return 200
+
+    def _record(self, item: Received) -> None:
+        with self._cond:
+            self.requests.append(item)
+            self._cond.notify_all()
+
+    # --- reading what arrived -----------------------------------------------------------
+
+    def snapshot(self) -> list[Received]:
+        with self._cond:
+            return list(self.requests)
+
+    def delivered(self) -> list[Received]:
+        """Requests answered 2xx."""
+        return [item for item in self.snapshot() if item.ok]
+
+    def delivered_ids(self) -> Counter[str]:
+        """How many 2xx answers each webhook-id got."""
+        return Counter(item.webhook_id for item in self.delivered())
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 20) -> list[Received]:
+        """Block until ``predicate(requests)`` holds; AssertionError with what arrived if not."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.requests):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"receiver: condition not met in {timeout}s; got "
+                                         f"{[(r.status, r.webhook_id) for r in self.requests]}")
+                self._cond.wait(min(left, 0.2))
+            return list(self.requests)
+
+    def wait_delivered(self, count: int, timeout: float = 20) -> list[Received]:
+        """Block until at least ``count`` requests were answered 2xx."""
+        self.wait_for(lambda items: sum(item.ok for item in items) >= count, timeout)
+        return self.delivered()
+
+
+def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # one request per connection: "down" really is down
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            status = receiver._decide()
+            receiver._record(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
+            if receiver.delay:
+                time.sleep(receiver.delay)
+            payload = b'{"ok":true}' if status < 300 else b'{"error":"told to fail"}'
+            try:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:
+                pass  # the sender gave up (timeout) while we were slow
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
+            pass
+
+    return Handler
+
+
+# --- driving the real service to alert ---------------------------------------------------
+
+COLLAPSE_CONFIG = {"monitor": {"batch_for": 3}}
+
+
+def drive_collapse(service: Any, run_id: str, batches: int = 30, start_step: int = 0) -> Any:
+    """Create ``run_id`` and ingest collapsed attention (0.001) until the pause rule fires."""
+    service.client.put(f"/api/v1/runs/{run_id}", json={"config": COLLAPSE_CONFIG}).raise_for_status()
+    records = [{"step": step, "epoch": 0, "attention_max": 0.001, "accuracy": 0.5}
+               for step in range(start_step, start_step + batches)]
+    response = service.client.post(f"/api/v1/runs/{run_id}/diagnostics", json={"records": records})
+    response.raise_for_status()
+    return response
+
+
+def subscribe(service: Any, url: str, **fields: Any) -> dict[str, Any]:
+    """POST /api/v1/webhooks; returns the create answer (with the secret)."""
+    response = service.client.post("/api/v1/webhooks", json={"url": url, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -1,0 +1,53 @@
+"""Two server processes on one PostgreSQL, both delivering: no event is sent twice."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.receiver import Receiver, drive_collapse, subscribe
+from tests.support.service import LiveService
+from tests.test_webhooks_delivery import FAST, wait_deliveries
+
+HOOKS, RUNS, EVENTS_PER_RUN = 8, 12, 3  # 2 rule.fired + decision.pause per collapsed run
+
+
+@pytest.fixture
+def two_services(postgres_url: str, token: str, tmp_path: Path) -> Iterator[list[LiveService]]:
+    services: list[LiveService] = []
+    try:
+        for n in range(2):  # one after the other: each applies migrations on start
+            services.append(LiveService(postgres_url, token, tmp_path / f"service{n}.log", env=FAST).start())
+        yield services
+    finally:
+        for live in services:
+            live.close()
+
+
+@pytest.mark.postgres
+def test_each_event_is_delivered_once_by_two_processes(two_services: list[LiveService]) -> None:
+    receiver = Receiver().start()
+    try:
+        first, second = two_services
+        for n in range(HOOKS):
+            subscribe(first, f"{receiver.url}/{n}")
+        for n in range(RUNS):  # ingest through both processes
+            drive_collapse(two_services[n % 2], f"run-{n}")
+        expected = HOOKS * RUNS * EVENTS_PER_RUN
+        receiver.wait_delivered(expected, timeout=60)
+        time.sleep(2)  # anything sent twice would have arrived by now
+        ids = receiver.delivered_ids()
+        assert len(ids) == expected and set(ids.values()) == {1}
+        assert len(receiver.snapshot()) == expected
+        rows = wait_deliveries(second, lambda rows: len(rows) == expected, limit=1000)
+        assert {row["status"] for row in rows} == {"delivered"} and {row["attempts"] for row in rows} == {1}
+        assert sorted(ids) == sorted(row["event_id"] for row in rows)
+        senders = [len(re.findall(r": delivered \(HTTP", live.log_tail(10**8))) for live in two_services]
+        assert sum(senders) == expected
+        assert all(senders), f"both processes should have delivered some: {senders}"
+    finally:
+        receiver.stop()
