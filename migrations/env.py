@@ -6,6 +6,7 @@ from alembic import context
 
 from monitor.settings import Settings
 from monitor.store.database import make_engine
+import monitor.store.rollup_models  # noqa: F401  (registers the rollup tables)
 from monitor.store.models import Base
 
 config = context.config

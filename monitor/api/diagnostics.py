@@ -13,6 +13,7 @@ from monitor.schemas.diagnostics import MAX_INDEX, DiagnosticBatch, EpochResult,
 from monitor.store import runs
 from monitor.store.diagnostics import insert_records, list_records
 from monitor.store.epochs import insert_epoch, summary_to_reading
+from monitor.store.rollups import update_rollups
 
 router = APIRouter(prefix="/api/v1/runs", tags=["diagnostics"], dependencies=[Depends(require_token)])
 
@@ -25,6 +26,7 @@ def ingest_diagnostics(run_id: RunId, batch: DiagnosticBatch, db: DbDep, setting
     with db.write_session() as session:
         run = runs.get_run(session, run_id, lock=True)
         outcome = insert_records(session, run, batch.records)
+        update_rollups(session, run_id, outcome.new_records)
         evaluate_batches(session, run, outcome.new_records, settings.public_url)
         last_step = run.last_step
     return IngestResult(accepted=len(outcome.new_records), duplicates=outcome.duplicates, last_step=last_step)

@@ -1,0 +1,242 @@
+"""Chart series: downsampling keeps spikes, NaN/Inf reported apart, zoom detail, auth, rollups, speed."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from monitor.schemas.diagnostics import READING_NAMES, DiagnosticRecord
+from monitor.store import runs
+from monitor.store.database import Database
+from monitor.store.diagnostics import insert_records
+from monitor.store.migrate import upgrade
+from monitor.store.rollups import aggregate, rebuild_rollups, update_rollups
+from monitor.store.series import RAW_LIMIT, SeriesWindow, read_series
+from monitor.store.series_readings import Readings
+from tests.support.service import LiveService
+
+SPIKE_STEP, DIP_STEP, NAN_STEP, INF_STEP = 3777, 1500, 1234, 2000
+
+
+def wave(step: int, rank: int = 0) -> float:
+    """A smooth, noisy loss-like curve (different per rank)."""
+    return 1.0 + 0.5 * math.sin(step / 300.0) + 0.05 * ((step * 7919 + rank * 31) % 101) / 101 + rank
+
+
+def records(first: int, count: int, rank: int = 0, epoch_len: int = 1000) -> list[dict]:
+    """Records with a loss spike, a dip, a NaN and an Inf at known steps, plus an extra reading."""
+    out = []
+    for step in range(first, first + count):
+        loss: float | str = wave(step, rank)
+        if step == SPIKE_STEP:
+            loss = 1000.0
+        elif step == DIP_STEP:
+            loss = -500.0
+        elif step == NAN_STEP:
+            loss = "NaN"
+        elif step == INF_STEP:
+            loss = "Infinity"
+        out.append({"step": step, "epoch": step // epoch_len, "rank": rank, "loss": loss,
+                    "accuracy": 0.5 + 0.4 * math.tanh(step / 2000), "extra": {"lr": 1e-4 * (1 + step % 3)}})
+    return out
+
+
+def ingest(service: LiveService, run_id: str, rows: list[dict], chunk: int = 5000) -> None:
+    for start in range(0, len(rows), chunk):
+        body = {"records": rows[start:start + chunk]}
+        response = service.client.post(f"/api/v1/runs/{run_id}/diagnostics", json=body)
+        assert response.status_code == 200, response.text
+
+
+def make_run(service: LiveService, run_id: str = "series-run") -> str:
+    assert service.client.put(f"/api/v1/runs/{run_id}", json={"name": run_id}).status_code in (200, 201)
+    return run_id
+
+
+def get_series(service: LiveService, run_id: str, **params) -> dict:
+    response = service.client.get(f"/api/v1/runs/{run_id}/series", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_downsampling_keeps_extremes_and_reports_nonfinite(service: LiveService) -> None:
+    run_id = make_run(service)
+    ingest(service, run_id, records(0, 6000))
+    body = get_series(service, run_id, metrics="loss,accuracy", max_points=200)
+    loss = body["series"]["loss"]
+    assert len(loss["steps"]) <= 200 and len(loss["steps"]) == len(loss["values"])
+    assert loss["points_in_window"] == 5998  # NaN and Inf are not points
+    assert loss["steps"] == sorted(loss["steps"])
+    by_step = dict(zip(loss["steps"], loss["values"]))
+    assert by_step[SPIKE_STEP] == 1000.0 and by_step[DIP_STEP] == -500.0
+    assert [(p["step"], p["value"]) for p in loss["nonfinite"]] == [(NAN_STEP, "NaN"), (INF_STEP, "Infinity")]
+    assert loss["nonfinite_total"] == 2
+    assert body["series"]["accuracy"]["nonfinite"] == []
+    assert body["last_step"] == 5999
+
+
+def test_unknown_metric_is_422_naming_it(service: LiveService) -> None:
+    run_id = make_run(service)
+    response = service.client.get(f"/api/v1/runs/{run_id}/series", params={"metrics": "loss,bogus_metric"})
+    assert response.status_code == 422
+    assert "bogus_metric" in response.json()["detail"]
+    inverted = service.client.get(f"/api/v1/runs/{run_id}/series", params={"step_min": 10, "step_max": 5})
+    assert inverted.status_code == 422
+    assert service.client.get("/api/v1/runs/no-such-run/series").status_code == 404
+
+
+def test_series_requires_a_token(sqlite_service: LiveService) -> None:
+    run_id = make_run(sqlite_service)
+    url = f"{sqlite_service.base_url}/api/v1/runs/{run_id}/series"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(url, cookies={"monitor_token": sqlite_service.token}).status_code == 200
+
+
+def test_zoom_window_returns_more_detail(service: LiveService) -> None:
+    run_id = make_run(service)
+    ingest(service, run_id, records(0, 6000))
+    overview = get_series(service, run_id, metrics="loss", max_points=100)["series"]["loss"]
+    in_window = [s for s in overview["steps"] if 3000 <= s <= 3200]
+    zoomed = get_series(service, run_id, metrics="loss", max_points=100, step_min=3000, step_max=3200)
+    detail = zoomed["series"]["loss"]
+    assert 90 <= len(detail["steps"]) <= 100 and len(in_window) < 20
+    assert min(detail["steps"]) >= 3000 and max(detail["steps"]) <= 3200
+    exact = get_series(service, run_id, metrics="loss", max_points=500, step_min=3000, step_max=3200)
+    assert exact["series"]["loss"]["steps"] == list(range(3000, 3201))
+
+
+def test_ranks_merge_or_filter_and_extras(service: LiveService) -> None:
+    run_id = make_run(service)
+    ingest(service, run_id, records(0, 300, rank=0) + records(0, 300, rank=1))
+    merged = get_series(service, run_id, metrics="loss,extra.lr", max_points=2000)["series"]
+    assert merged["loss"]["points_in_window"] == 600
+    rank1 = get_series(service, run_id, metrics="loss", rank=1)["series"]["loss"]
+    assert rank1["steps"] == list(range(300))
+    assert rank1["values"][10] == pytest.approx(wave(10, 1))
+    assert sorted(set(merged["extra.lr"]["values"])) == pytest.approx([1e-4, 2e-4, 3e-4])
+    assert get_series(service, run_id, metrics="extra.never_sent")["series"]["extra.never_sent"]["steps"] == []
+
+
+def test_long_runs_are_served_from_rollups(sqlite_service: LiveService) -> None:
+    """Past RAW_LIMIT readings the window is read from rollup buckets; spikes and NaN still show."""
+    run_id = make_run(sqlite_service)
+    ingest(sqlite_service, run_id, records(0, RAW_LIMIT + 6000))
+    body = get_series(sqlite_service, run_id, metrics="loss", max_points=300)["series"]["loss"]
+    assert body["source"].startswith("rollup:"), "update_rollups is not wired into ingestion"
+    by_step = dict(zip(body["steps"], body["values"]))
+    assert by_step[SPIKE_STEP] == 1000.0 and by_step[DIP_STEP] == -500.0
+    assert [(p["step"], p["value"]) for p in body["nonfinite"]] == [(NAN_STEP, "NaN"), (INF_STEP, "Infinity")]
+    assert body["nonfinite_total"] == 2
+    assert body["points_in_window"] == RAW_LIMIT + 6000 - 2
+    zoomed = get_series(sqlite_service, run_id, metrics="loss", step_min=3700, step_max=3800)["series"]["loss"]
+    assert zoomed["source"] == "raw" and zoomed["steps"] == list(range(3700, 3801))
+
+
+# --- store level: rollups merge exactly, pruned raw rows are stood in for -----------------------
+
+
+def test_rollup_merge_does_not_depend_on_batching() -> None:
+    rng = np.random.default_rng(0)
+    steps = rng.permutation(5000).astype(np.int64)
+    values = rng.normal(size=5000).round(1)  # plenty of equal values: ties must resolve the same way
+    values[[10, 20]] = [math.nan, math.inf]
+    whole = aggregate(Readings(np.zeros(5000, np.int64), steps, values), 64)
+    parts: dict = {}
+    for chunk in np.array_split(np.arange(5000), 7):
+        for key, bucket in aggregate(Readings(np.zeros(len(chunk), np.int64), steps[chunk], values[chunk]), 64).items():
+            parts.setdefault(key, type(bucket)()).merge(bucket)
+    assert parts == whole
+
+
+def test_pruned_raw_rows_fall_back_to_fine_buckets(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    _store(db, "r", [DiagnosticRecord.model_validate(r) for r in records(0, 3000)])
+    with db.write_session() as session:  # what retention does: whole 64-step buckets go
+        session.connection().exec_driver_sql("DELETE FROM diagnostics WHERE step < 1536")
+    with db.read_session() as session:
+        series = read_series(session, runs.get_run(session, "r"), SeriesWindow(("loss",), 5000, None, 1000, 2500))
+    loss = series["loss"]
+    assert loss["source"] == "raw"
+    assert min(loss["steps"]) < 1100 and DIP_STEP in loss["steps"]  # from buckets
+    assert [s for s in loss["steps"] if s >= 1536] == [s for s in range(1536, 2501) if s != INF_STEP]
+    assert (NAN_STEP, "NaN") in {(p["step"], p["value"]) for p in loss["nonfinite"]}
+    db.dispose()
+
+
+def _database(tmp_path: Path) -> Database:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.write_session() as session:
+        runs.create_or_get_run(session, "r", name=None, project=None, config={}, escalation_start_epoch=None)
+    return db
+
+
+def _store(db: Database, run_id: str, rows: list[DiagnosticRecord]) -> None:
+    with db.write_session() as session:
+        run = runs.get_run(session, run_id, lock=True)
+        update_rollups(session, run_id, insert_records(session, run, rows).new_records)
+
+
+# --- a million batches on SQLite ---------------------------------------------------------------
+
+
+def load_million(url: str, run_id: str, steps: int = 1_000_000) -> None:
+    """Bulk-load ``steps`` batches of every reading straight into SQLite, then rebuild rollups."""
+    upgrade(url)
+    db = Database(url)
+    with db.write_session() as session:
+        runs.create_or_get_run(session, run_id, name=run_id, project=None, config={}, escalation_start_epoch=None)
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.normal(scale=0.01, size=(steps, len(READING_NAMES))), axis=0) + 1.0
+    walk[654_321, READING_NAMES.index("loss")] = 1e6  # the spike a chart must show
+    columns = ", ".join(("run_id", "rank", "step", "epoch", "nan_mask", *READING_NAMES))
+    marks = ", ".join("?" * (5 + len(READING_NAMES)))
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    conn.execute("PRAGMA journal_mode=WAL")
+    for start in range(0, steps, 100_000):
+        block = walk[start:start + 100_000].tolist()
+        conn.executemany(f"INSERT INTO diagnostics ({columns}) VALUES ({marks})",
+                         ((run_id, 0, start + i, (start + i) // 1000, 0, *row) for i, row in enumerate(block)))
+    conn.execute("UPDATE runs SET last_step = ?, last_epoch = ?, record_count = ? WHERE run_id = ?",
+                 (steps - 1, (steps - 1) // 1000, steps, run_id))
+    conn.commit()
+    conn.close()
+    with db.write_session() as session:
+        rebuild_rollups(session, run_id)
+    db.dispose()
+
+
+@pytest.mark.slow
+def test_million_batch_run_series_is_fast(tmp_path: Path, token: str) -> None:
+    url = f"sqlite:///{tmp_path / 'million.db'}"
+    load_million(url, "big")
+    live = LiveService(url, token, tmp_path / "service.log").start()
+    try:
+        timings = {}
+        for metrics in ("loss", ",".join(READING_NAMES)):
+            samples = []
+            for _ in range(7):
+                started = time.perf_counter()
+                body = get_series(live, "big", metrics=metrics)
+                samples.append(time.perf_counter() - started)
+            timings[metrics] = statistics.median(samples)
+            loss = body["series"]["loss"]
+            assert loss["source"].startswith("rollup:") and loss["points_in_window"] == 1_000_000
+            assert 1e6 in loss["values"] and len(loss["steps"]) <= 2000
+        zoom = get_series(live, "big", metrics="loss", step_min=654_000, step_max=655_000)["series"]["loss"]
+        assert zoom["source"] == "raw" and 1e6 in zoom["values"]
+    finally:
+        live.close()
+    report = {name[:20]: f"{seconds * 1000:.0f} ms" for name, seconds in timings.items()}
+    print(f"\n1M-batch series, median of 7 (load {os.getloadavg()[0]:.1f}): {report}")
+    assert timings["loss"] < 0.2, report
