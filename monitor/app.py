@@ -10,9 +10,10 @@ from fastapi import FastAPI
 
 from monitor import __version__
 from monitor.alerts.worker import DeliveryWorker
-from monitor.api import backtest, diagnostics, escalation, health, pages, runs, series, webhooks
+from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, runs, series, webhooks
 from monitor.api.errors import install_error_handlers
 from monitor.api.limits import BodySizeLimit
+from monitor.api.request_metrics import RequestMetrics
 from monitor.auth import TokenVerifier
 from monitor.settings import Settings, get_settings
 from monitor.store.database import Database
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.verifier = TokenVerifier(db, settings.api_token)
     install_error_handlers(app)
-    for module in (health, runs, diagnostics, series, escalation, backtest, webhooks, pages):
+    for module in (health, metrics, runs, diagnostics, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     return app

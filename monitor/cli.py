@@ -32,6 +32,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.no_migrate:
         upgrade(settings.database_url)
+    from monitor.metrics import prepare_metrics_dir
+
+    prepare_metrics_dir(args.workers)
     log.info("serving on http://%s:%s (database %s)", args.host, args.port, settings.database_url.split("@")[-1])
     uvicorn.run(
         "monitor.app:create_app",

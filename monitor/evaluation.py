@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from monitor.alerts import outbox
+from monitor.metrics import observe_rules
 from monitor.rules.decision import decide
 from monitor.rules.engine import RuleEngine
 from monitor.rules.thresholds import Thresholds
@@ -38,6 +39,7 @@ def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRec
     transitions: list[RuleTransition] = []
     for record in records:
         transitions.extend(engine.evaluate_batch(states, record_to_reading(record)))
+    observe_rules("batch", len(records), transitions)
     _persist(session, run, states, transitions, thresholds, public_url)
 
 
@@ -46,6 +48,7 @@ def evaluate_epoch(session: Session, run: Run, reading: EpochReading, public_url
     thresholds = thresholds_for(run)
     states = load_states(session, run.run_id)
     transitions = RuleEngine(thresholds).evaluate_epoch(states, reading)
+    observe_rules("epoch", 1, transitions)
     if run.last_epoch is None or reading.epoch > run.last_epoch:
         run.last_epoch = reading.epoch
     _persist(session, run, states, transitions, thresholds, public_url)

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=False, description="Emit one JSON object per log line.")
     log_level: str = Field(default="INFO")
     db_pool_size: int = Field(default=10)
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a token (for a scraper on a private network)."
+    )
+    retention_raw_days: float | None = Field(
+        default=None, ge=0, description="`retention` prunes raw per-batch rows older than this (rollups stay)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from monitor.api.deps import DbDep, SettingsDep, require_token
 from monitor.api.runs import RunId
 from monitor.evaluation import evaluate_batches, evaluate_epoch
+from monitor.metrics import observe_ingest
 from monitor.schemas.diagnostics import MAX_INDEX, DiagnosticBatch, EpochResult, EpochSummary, IngestResult
 from monitor.store import runs
 from monitor.store.diagnostics import insert_records, list_records
@@ -29,6 +30,7 @@ def ingest_diagnostics(run_id: RunId, batch: DiagnosticBatch, db: DbDep, setting
         update_rollups(session, run_id, outcome.new_records)
         evaluate_batches(session, run, outcome.new_records, settings.public_url)
         last_step = run.last_step
+    observe_ingest(len(outcome.new_records), outcome.duplicates)
     return IngestResult(accepted=len(outcome.new_records), duplicates=outcome.duplicates, last_step=last_step)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from monitor.api.deps import DbDep, require_token
 from monitor.evaluation import start_epoch, thresholds_for
+from monitor.metrics import observe_decision
 from monitor.rules.decision import decide
 from monitor.schemas.runs import RUN_ID_PATTERN
 from monitor.store import runs
@@ -27,6 +28,7 @@ def escalation_decision(
         thresholds = thresholds_for(run)
         start = start_epoch(run, thresholds)
         verdict = decide(states.values(), thresholds, run.last_epoch, run.last_step, start)
+    observe_decision(verdict.decision)
     body = verdict.to_dict()
     body.update(run_id=run_id, epoch=run.last_epoch, step=run.last_step, escalation_start_epoch=start)
     return body
