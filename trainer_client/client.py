@@ -2,19 +2,19 @@
 
 Modelled on OpenTelemetry's ``BatchSpanProcessor``: :meth:`MonitorClient.log` only
 appends a tuple to a bounded deque (a few microseconds, never raises, never does
-I/O); one daemon thread converts, batches and POSTs. Transient failures are retried
-with exponential backoff and jitter; past a short retry budget payloads go to an
-on-disk spill (:mod:`trainer_client.spill`) and are replayed in order once the
-service answers -- also by the next process of the same run. The server
-deduplicates on (run, rank, step), so a retry never doubles a record.
+I/O); one daemon thread converts (:mod:`trainer_client.payload`), batches and POSTs
+(:mod:`trainer_client.transport`). Transient failures are retried with exponential
+backoff and jitter; past a short retry budget payloads go to an on-disk spill
+(:mod:`trainer_client.spill`) and are replayed in order once the service answers --
+also by the next process of the same run. The server deduplicates on (run, rank,
+step), so a retry never doubles a record. This module owns the queue, the sender
+thread and the offline/replay decisions; the others own the formats and the wire.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -22,16 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from trainer_client.spill import (Payload, SpillStore, default_spill_dir, encode_epoch, encode_record,
-                                  payload_records)
+from trainer_client.payload import Payload, encode_epoch, encode_record, payload_records
+from trainer_client.spill import SpillStore, default_spill_dir
+from trainer_client.transport import Transport
 
 logger = logging.getLogger(__name__)
 
 _STOP = object()
-_TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
-_SPLITTABLE = frozenset({413, 422})
 
 
 @dataclass
@@ -75,12 +72,11 @@ class MonitorClient:
         self._counts = dict.fromkeys(("sent", "accepted", "duplicates", "spilled", "replayed", "rejected",
                                       "invalid", "invalid_readings", "unspillable", "epochs_sent"), 0)
         self._queue_full_drops = 0
-        self._run_ready = False
         self._offline_since: float | None = None
         self._next_probe = 0.0
         self._probe_delay = self.PROBE_MIN_S
         self._spill: SpillStore | None = None
-        self._http: httpx.Client | None = None
+        self._transport: Transport | None = None
         self._thread = threading.Thread(target=self._run, name=f"monitor-client-{run_id}", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -181,17 +177,16 @@ class MonitorClient:
     def _run(self) -> None:
         """Sender loop: replay old spill first, then batches and queue items in FIFO order."""
         try:
-            self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout,
-                                      headers={"Authorization": f"Bearer {self._token}",
-                                               "Content-Type": "application/json"})
+            self._transport = Transport(self.base_url, self._token, self.run_id, self._run_body, self.timeout,
+                                        self._counts, lambda: self._offline_since is not None)
             self._open_spill()
             while self._step():
                 pass
         except Exception:  # noqa: BLE001 - log(), flush() and close() keep working without us
             logger.exception("monitor client %s: sender thread failed; records will be dropped", self.run_id)
         finally:
-            if self._http is not None:
-                self._http.close()
+            if self._transport is not None:
+                self._transport.close()
             if self._spill is not None:
                 self._spill.close()
 
@@ -294,119 +289,7 @@ class MonitorClient:
         elif self._spill.append(payload):  # a refused payload is counted by the spill itself
             self._counts["spilled"] += records
 
-    # ------------------------------------------------------------------------------ HTTP
     def _send(self, payload: Payload, budget: float) -> dict[str, Any] | None:
-        """Deliver one payload, retrying transient errors for ``budget`` seconds.
-
-        Returns the server's answer (or a summary when 4xx records were dropped), or None
-        when the service is unreachable: the caller spills the payload.
-        """
-        if not self._run_ready and not self._ensure_run(budget):
-            return None
-        path = f"/api/v1/runs/{self.run_id}/" + ("epochs" if "epoch" in payload else "diagnostics")
-        deadline, attempt, recreated = time.monotonic() + budget, 0, False
-        while True:
-            status, body, retry_after = self._request("POST", path, payload)
-            if status is not None and 200 <= status < 300:
-                self._count_sent(payload, body)
-                return body if isinstance(body, dict) else {}
-            if status == 404 and not recreated:
-                recreated, self._run_ready = True, False
-                if self._ensure_run(budget):
-                    continue
-                return None
-            if status in (401, 403):  # misconfigured token: keep the data for a fixed restart
-                if self._offline_since is None:
-                    logger.error("monitor client %s: the monitor refused our token (HTTP %s): %s; keeping "
-                                 "records in the spill", self.run_id, status, _detail(body))
-                return None
-            if status is None or status in _TRANSIENT:
-                delay = _backoff(attempt, retry_after)
-                if time.monotonic() + delay > deadline:
-                    return None
-                time.sleep(delay)
-                attempt += 1
-                continue
-            return self._rejected(payload, status, body, budget)
-
-    def _ensure_run(self, budget: float) -> bool:
-        """PUT the run (idempotent) so records never hit 404; False if it could not be done."""
-        deadline, attempt = time.monotonic() + budget, 0
-        while True:
-            status, body, retry_after = self._request("PUT", f"/api/v1/runs/{self.run_id}", self._run_body)
-            if status in (200, 201):
-                self._run_ready = True
-                return True
-            if status is not None and status not in _TRANSIENT:
-                if self._offline_since is None:
-                    logger.error("monitor client %s: the monitor refused the run (HTTP %s): %s; keeping "
-                                 "records in the spill", self.run_id, status, _detail(body))
-                return False
-            delay = _backoff(attempt, retry_after)
-            if time.monotonic() + delay > deadline:
-                return False
-            time.sleep(delay)
-            attempt += 1
-
-    def _rejected(self, payload: Payload, status: int, body: Any, budget: float) -> dict[str, Any] | None:
-        """4xx: bisect a multi-record batch to isolate bad records, drop what is invalid."""
-        records = payload.get("records") or []
-        if status in _SPLITTABLE and len(records) > 1:
-            half = len(records) // 2
-            for part in (records[:half], records[half:]):
-                if self._send({"records": part}, budget) is None:
-                    return None  # the caller spills the whole payload; the delivered half dedups later
-            return {"split": True}
-        what = f"{len(records)} record(s) from step {records[0].get('step')}" if records else "epoch summary"
-        logger.error("monitor client %s: the monitor rejected %s (HTTP %s): %s; dropped",
-                     self.run_id, what, status, _detail(body))
-        self._counts["rejected"] += len(records)
-        return {"rejected": len(records)}
-
-    def _request(self, method: str, path: str, payload: Any) -> tuple[int | None, Any, float | None]:
-        """(status or None on a network error, decoded body, Retry-After seconds)."""
-        assert self._http is not None
-        try:
-            content = json.dumps(payload, allow_nan=False, default=str).encode()
-            response = self._http.request(method, path, content=content)
-        except httpx.HTTPError as exc:
-            logger.debug("monitor client %s: %s %s failed: %r", self.run_id, method, path, exc)
-            return None, repr(exc), None
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
-        return response.status_code, body, _retry_after(response)
-
-    def _count_sent(self, payload: Payload, body: Any) -> None:
-        """Update counters from a 2xx answer."""
-        if "epoch" in payload:
-            self._counts["epochs_sent"] += 1
-            return
-        answer = body if isinstance(body, dict) else {}
-        self._counts["sent"] += payload_records(payload)
-        self._counts["accepted"] += int(answer.get("accepted") or 0)
-        self._counts["duplicates"] += int(answer.get("duplicates") or 0)
-
-
-def _backoff(attempt: int, retry_after: float | None, base: float = 0.1, cap: float = 2.0) -> float:
-    """Exponential backoff with equal jitter; the server's Retry-After wins (capped)."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), cap)
-    delay = min(cap, base * 2**attempt)
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, if the server sent a numeric one."""
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
-
-
-def _detail(body: Any) -> str:
-    """The server's ``detail`` field (FastAPI errors), shortened for a log line."""
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
-    return text[:1000]
+        """Deliver through the transport (see :meth:`Transport.send`); None means spill it."""
+        assert self._transport is not None
+        return self._transport.send(payload, budget)

@@ -17,14 +17,14 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import math
-import operator
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
+
+from trainer_client.payload import Payload, payload_records
 
 try:  # POSIX only; without it, orphan adoption is best-effort (no cross-process lock).
     import fcntl
@@ -33,7 +33,6 @@ except ImportError:  # pragma: no cover - non-POSIX
 
 logger = logging.getLogger(__name__)
 
-Payload = dict[str, Any]
 SPILL_SUFFIX = ".jsonl"
 # When full, drop down to this fraction of the bound (whole payloads, oldest first).
 LOW_WATER = 0.9
@@ -48,115 +47,6 @@ def default_spill_dir(run_id: str) -> Path:
     """``$XDG_CACHE_HOME/training-monitor/<run_id>`` (``~/.cache`` by default)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "training-monitor" / _safe_name(run_id)
-
-
-def payload_records(payload: Payload) -> int:
-    """How many diagnostic records a payload carries (an epoch summary counts as 0)."""
-    return len(payload.get("records") or ())
-
-
-# ---------------------------------------------------------------- payload format (wire = spill)
-READING_NAMES: frozenset[str] = frozenset((
-    "lora_norm_mean", "lora_norm_max", "stop_logit_var", "attention_max", "attention_entropy",
-    "logit_min", "logit_max", "accuracy", "loss", "nan_count", "grad_norm",
-))
-MAX_INDEX, MAX_RANK, MAX_EXTRA, MAX_NAME = 2**62, 65535, 64, 100
-_BAD = object()
-
-
-def encode_record(item: tuple, counts: dict[str, int]) -> dict[str, Any] | None:
-    """A queued ``(step, epoch, rank, timestamp, readings)`` as a strict-JSON record, or None.
-
-    Runs in the sender thread, so tensors are converted here, not in ``log()``. Bad
-    step/epoch/rank drop the record; unconvertible readings are skipped; both are counted.
-    """
-    step, epoch, rank, timestamp, readings = item
-    if isinstance(step, Mapping):  # a whole record (DiagnosticsCollector sink)
-        readings = {**step, **readings}
-        step, epoch = readings.pop("step", None), readings.pop("epoch", epoch)
-        rank, timestamp = readings.pop("rank", rank), readings.pop("timestamp", None) or timestamp
-    try:
-        record: dict[str, Any] = {"step": _index(step, MAX_INDEX), "epoch": _index(epoch, MAX_INDEX),
-                                  "rank": _index(rank, MAX_RANK), "timestamp": timestamp}
-    except (TypeError, ValueError, OverflowError) as exc:
-        counts["invalid"] += 1
-        if counts["invalid"] % 1000 == 1:
-            logger.warning("monitor client: dropped a record with step=%r epoch=%r rank=%r (%s); "
-                           "%d invalid so far", step, epoch, rank, exc, counts["invalid"])
-        return None
-    extra: dict[str, Any] = {}
-    for name, value in readings.items():
-        if name == "extra" and isinstance(value, Mapping):
-            for key, sub in value.items():
-                _put_extra(extra, str(key), sub, counts)
-        elif name in READING_NAMES:
-            number = encode_float(value)
-            if number is _BAD:
-                counts["invalid_readings"] += 1
-            else:
-                record[name] = number
-        else:
-            _put_extra(extra, name, value, counts)
-    if extra:
-        record["extra"] = extra
-    return record
-
-
-def _put_extra(extra: dict[str, Any], name: str, value: Any, counts: dict[str, int]) -> None:
-    """Add an extra reading if its name and the count fit the schema (else count it)."""
-    number = encode_float(value)
-    if number is _BAD or not 0 < len(name) <= MAX_NAME or len(extra) >= MAX_EXTRA:
-        counts["invalid_readings"] += 1
-    else:
-        extra[name] = number
-
-
-def _index(value: Any, upper: int) -> int:
-    """An int in ``[0, upper]`` from an int, integral float, numpy int or 0-dim tensor."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"not an index: {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        as_float = float(value)
-        if not as_float.is_integer():
-            raise ValueError(f"not an integer: {value!r}") from None
-        number = int(as_float)
-    if not 0 <= number <= upper:
-        raise ValueError(f"{number} outside [0, {upper}]")
-    return number
-
-
-def encode_float(value: Any) -> Any:
-    """None, a finite float, or "NaN"/"Infinity"/"-Infinity" (strict JSON); ``_BAD`` if unusable."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        return _BAD
-    if math.isfinite(number):
-        return number
-    if math.isnan(number):
-        return "NaN"
-    return "Infinity" if number > 0 else "-Infinity"
-
-
-def encode_epoch(epoch: Any, rank: Any, eval_accuracy: Any, train_accuracy: Any, grad_explosion_events: Any,
-                 lr_backoff_events: Any, max_nan_streak: Any) -> dict[str, Any]:
-    """The ``/epochs`` body; raises ValueError/TypeError on unusable values (caller logs)."""
-    body: dict[str, Any] = {"epoch": _index(epoch, MAX_INDEX), "rank": _index(rank, MAX_RANK)}
-    for name, value in (("eval_accuracy", eval_accuracy), ("train_accuracy", train_accuracy)):
-        number = encode_float(value)
-        if number is _BAD:
-            raise ValueError(f"{name}={value!r} is not a number")
-        if number is not None:
-            body[name] = number
-    for name, value in (("grad_explosion_events", grad_explosion_events),
-                        ("lr_backoff_events", lr_backoff_events), ("max_nan_streak", max_nan_streak)):
-        if value is not None:
-            body[name] = _index(value, MAX_INDEX)
-    return body
 
 
 def _try_lock(handle: BinaryIO) -> bool:
