@@ -14,6 +14,7 @@ from monitor.api import backtest, diagnostics, escalation, health, metrics, page
 from monitor.api.errors import install_error_handlers
 from monitor.api.limits import BodySizeLimit
 from monitor.api.request_metrics import RequestMetrics
+from monitor.api.token_gate import TokenGate
 from monitor.auth import TokenVerifier
 from monitor.settings import Settings, get_settings
 from monitor.store.database import Database
@@ -54,5 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, metrics, runs, diagnostics, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TokenGate)  # outside the body limit: a stranger's body is never read
     app.add_middleware(RequestMetrics)
     return app

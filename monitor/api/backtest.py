@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.api.deps import DbDep, require_token
 from monitor.api.errors import InvalidConfig
 from monitor.api.runs import RunId
 from monitor.backtesting import run_backtest
+from monitor.schemas.text import check_json_tree
 
 router = APIRouter(prefix="/api/v1/runs", tags=["backtest"], dependencies=[Depends(require_token)])
 
@@ -21,6 +22,11 @@ class BacktestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     config: dict[str, Any] = Field(default_factory=dict, examples=[{"hyper_lora": {"lora_max_norm": 2.0}}])
+
+    @field_validator("config")
+    @classmethod
+    def _storable_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return check_json_tree(config, "config")
 
 
 @router.post("/{run_id}/backtest")

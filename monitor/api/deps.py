@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.requests import HTTPConnection
 
 from monitor.auth import TokenVerifier
 from monitor.settings import Settings
 from monitor.store.database import Database
 
 TOKEN_COOKIE = "monitor_token"
+UNAUTHORIZED_DETAIL = "missing or invalid bearer token"
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
 def get_db(request: Request) -> Database:
@@ -23,7 +26,7 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def presented_token(request: Request) -> str | None:
+def presented_token(request: HTTPConnection) -> str | None:
     """The bearer token from the Authorization header, else from the dashboard cookie."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -38,8 +41,8 @@ def require_token(request: Request) -> None:
     if not verifier.is_valid(presented_token(request)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+            detail=UNAUTHORIZED_DETAIL,
+            headers=UNAUTHORIZED_HEADERS,
         )
 
 

@@ -20,6 +20,7 @@ from dashboards import views
 from monitor.api.deps import TOKEN_COOKIE, DbDep, SettingsDep, presented_token, require_token
 from monitor.api.runs import RunId
 from monitor.api.series import MetricsParam, PointsParam, StepParam, default_max_points, series_window
+from monitor.schemas.diagnostics import MAX_INDEX
 from monitor.store import runs
 from monitor.store.runs import RunNotFound
 
@@ -85,7 +86,7 @@ def run_page(request: Request, run_id: RunId, db: DbDep, settings: SettingsDep) 
 @router.get("/runs/{run_id}/data", dependencies=[Depends(require_token)])
 def run_data(run_id: RunId, db: DbDep, settings: SettingsDep, metrics: MetricsParam = None,
              max_points: PointsParam = None, step_min: StepParam = None, step_max: StepParam = None,
-             after: Annotated[int | None, Query(ge=-1)] = None) -> JSONResponse:
+             after: Annotated[int | None, Query(ge=-1, le=MAX_INDEX)] = None) -> JSONResponse:
     """The page's poll (``after`` = last step it has) and zoom (``step_min``/``step_max``) answer."""
     if after is not None:
         step_min, step_max = after + 1, None

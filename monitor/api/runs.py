@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from monitor.api.deps import DbDep, require_token
 from monitor.api.errors import InvalidConfig
+from monitor.api.paging import Limit, Offset
 from monitor.rules.thresholds import Thresholds
 from monitor.schemas.runs import RUN_ID_PATTERN, RunCreated, RunOut, RunUpsert
+from monitor.schemas.text import StorableStr
 from monitor.store import events, runs
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
@@ -38,9 +40,9 @@ def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, response: Response) ->
 @router.get("", response_model=list[RunOut])
 def list_runs(
     db: DbDep,
-    project: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    project: Annotated[StorableStr | None, Query(max_length=200)] = None,
+    limit: Limit = 200,
+    offset: Offset = 0,
 ) -> list[Any]:
     """Runs, most recently updated first."""
     with db.read_session() as session:

@@ -8,14 +8,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from monitor.alerts import urls
 from monitor.api.deps import DbDep, SettingsDep, require_token
+from monitor.api.paging import Limit, Offset
 from monitor.schemas.webhooks import DeliveryOut, DeliveryStatus, WebhookCreate, WebhookCreated, WebhookOut
 from monitor.store import webhooks as store
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"], dependencies=[Depends(require_token)])
 WebhookId = Annotated[int, Path(ge=1, le=2**62)]
 DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def _not_found(exc: LookupError) -> HTTPException:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from monitor.schemas.text import text_problem
+
 MAX_INDEX = 2**62  # fits a signed 64-bit column with room to spare
+MAX_COUNT = 2**31 - 1  # epoch counts go to INTEGER columns (32-bit on PostgreSQL)
 
 # The per-batch readings, in column order. Any of them may be missing in a record.
 READING_NAMES: tuple[str, ...] = (
@@ -55,6 +58,9 @@ class DiagnosticRecord(BaseModel):
         for name in extra:
             if not name or len(name) > MAX_NAME_LENGTH:
                 raise ValueError(f"extra reading names must be 1-{MAX_NAME_LENGTH} characters")
+            problem = text_problem(name)
+            if problem:
+                raise ValueError(f"extra reading names {problem}")
         return extra
 
 
@@ -83,9 +89,9 @@ class EpochSummary(BaseModel):
     rank: int = Field(default=0, ge=0, le=65535)
     eval_accuracy: float | None = Field(default=None, description="Accuracy the EMA rule follows.")
     train_accuracy: float | None = Field(default=None, description="Used when eval_accuracy is missing.")
-    grad_explosion_events: int | None = Field(default=None, ge=0)
-    lr_backoff_events: int | None = Field(default=None, ge=0)
-    max_nan_streak: int | None = Field(default=None, ge=0)
+    grad_explosion_events: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    lr_backoff_events: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    max_nan_streak: int | None = Field(default=None, ge=0, le=MAX_COUNT)
 
 
 class EpochResult(BaseModel):

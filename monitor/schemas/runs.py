@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from monitor.schemas.text import StorableStr, check_json_tree
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$"
 
@@ -15,10 +17,16 @@ class RunUpsert(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    project: str | None = Field(default=None, max_length=200)
-    config: dict[str, Any] | None = Field(default=None, description="The trainer's YAML config as a dict.")
+    name: StorableStr | None = Field(default=None, max_length=200)
+    project: StorableStr | None = Field(default=None, max_length=200)
+    config: dict[str, Any] | None = Field(default=None, description="The trainer's YAML config as a dict "
+                                          "(finite numbers only; no NUL characters).")
     escalation_start_epoch: int | None = Field(default=None, ge=0, le=10_000_000)
+
+    @field_validator("config")
+    @classmethod
+    def _storable_config(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if config is None else check_json_tree(config, "config")
 
 
 class RunOut(BaseModel):

@@ -23,6 +23,7 @@ from tsdownsample import MinMaxLTTBDownsampler
 
 from monitor.floats import decode_float, encode_float
 from monitor.schemas.diagnostics import MAX_INDEX, MAX_NAME_LENGTH, READING_NAMES
+from monitor.schemas.text import text_problem
 from monitor.store import rollups
 from monitor.store.models import Diagnostic, Run, WebhookDelivery
 from monitor.store.rollups import WIDTHS, BucketRow
@@ -65,7 +66,7 @@ def is_known_metric(name: str) -> bool:
     if name in READING_NAMES:
         return True
     extra = name[len(EXTRA_PREFIX):] if name.startswith(EXTRA_PREFIX) else ""
-    return 0 < len(extra) <= MAX_NAME_LENGTH
+    return 0 < len(extra) <= MAX_NAME_LENGTH and text_problem(extra) is None
 
 
 def read_series(session: Session, run: Run, window: SeriesWindow) -> dict[str, dict[str, Any]]:
