@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.fake_monitor import FakeMonitor, FakeRequest
 from tests.support.service import REPO_ROOT, LiveService
 from trainer_client import MonitorClient
 from trainer_client.spill import SPILL_SUFFIX
@@ -360,3 +361,198 @@ def test_recreates_the_run_after_a_404(sqlite_service: LiveService, token: str, 
         assert run["record_count"] == 50 and run["name"] == "Reborn"
     finally:
         fresh.close()
+
+
+# --- encoding: values strict JSON cannot carry cost nothing else -------------------------------
+
+def test_non_finite_config_values_are_sent_as_strings(
+        sqlite_service: LiveService, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="trainer_client")
+    config = {"lr": math.nan, "schedule": {"max": math.inf, "range": [-math.inf, 0.1]}, "layers": np.int64(3),
+              "scale": np.float32(0.5)}
+    client = make_client(sqlite_service.base_url, sqlite_service.token, "nan-config", tmp_path / "spill",
+                         config=config)
+    log_steps(client, range(20))
+    assert client.flush(20)
+    client.close()
+    stats = client.stats()
+    assert record_count(sqlite_service, "nan-config") == 20
+    assert stats["sent"] == 20 and stats["invalid"] == 0 and stats["spilled"] == 0, stats
+    stored = sqlite_service.json("GET", "/api/v1/runs/nan-config")["config"]
+    assert stored == {"lr": "NaN", "schedule": {"max": "Infinity", "range": ["-Infinity", 0.1]}, "layers": 3,
+                      "scale": 0.5}
+    assert "config.lr" in caplog.text and "config.schedule.max" in caplog.text
+
+
+def test_encode_float_never_raises_on_huge_or_hostile_values() -> None:
+    from trainer_client.payload import encode_float
+
+    class Hostile:
+        def __float__(self) -> float:
+            raise KeyError("no")
+
+    assert encode_float(10**400) == "Infinity" and encode_float(-(10**400)) == "-Infinity"
+    assert encode_float(np.float64("nan")) == "NaN" and encode_float(3) == 3.0
+    assert encode_float(Hostile()) is not None and not isinstance(encode_float(Hostile()), (float, str))
+
+
+def test_huge_readings_and_a_nan_timestamp_cost_no_batch(sqlite_service: LiveService, tmp_path: Path) -> None:
+    client = make_client(sqlite_service.base_url, sqlite_service.token, "huge", tmp_path / "spill")
+    log_steps(client, range(10))
+    client.log(10, 0, loss=10**400, grad_norm=-(10**400), extra={"big": 10**500})
+    client.log({"step": 11, "epoch": 0, "timestamp": math.nan, "loss": 0.5})
+    assert client.flush(20)
+    client.close()
+    stats = client.stats()
+    assert record_count(sqlite_service, "huge") == 12
+    assert stats["sent"] == 12 and stats["invalid"] == 0 and stats["dropped"] == 0, stats
+    assert stats["invalid_readings"] == 1  # the NaN timestamp (the record's log time is used instead)
+    records = sqlite_service.json("GET", "/api/v1/runs/huge/diagnostics", params={"limit": 100})["records"]
+    huge = next(record for record in records if record["step"] == 10)
+    assert huge["loss"] == "Infinity" and huge["grad_norm"] == "-Infinity"
+
+
+# --- transport: hostile answers and run ids ----------------------------------------------------
+
+def test_retry_after_nan_garbage_negative_or_huge_never_crashes_the_sender(tmp_path: Path) -> None:
+    headers = iter(["nan", "garbage", "-5", "inf", "1e308", "Wed, 21 Oct 2015 07:28:00 GMT"])
+    refused: list[str] = []
+
+    def unavailable_first(request: FakeRequest) -> Any:
+        value = next(headers, None) if request.method == "POST" else None
+        if value is None:
+            return None
+        refused.append(value)
+        return 503, {"Retry-After": value}, {"detail": "database unavailable"}
+
+    fake = FakeMonitor(unavailable_first)
+    try:
+        client = make_client(fake.base_url, "t", "retry-after", tmp_path / "spill", retry_budget=10.0)
+        log_steps(client, range(50))
+        started = time.monotonic()
+        assert client.flush(30)
+        client.close()
+    finally:
+        fake.close()
+    stats = client.stats()
+    assert len(refused) == 6, refused
+    assert fake.stored_steps() == list(range(50))
+    assert stats["sent"] == 50 and stats["invalid"] == 0 and stats["spilled"] == 0, stats
+    assert time.monotonic() - started < 8.0  # "1e308" waits the backoff cap (2 s), not forever
+
+
+def test_retry_after_parsing_is_defensive() -> None:
+    import httpx
+
+    from trainer_client.transport import MAX_RETRY_AFTER_S, _backoff, _retry_after
+
+    def parsed(value: str) -> float | None:
+        return _retry_after(httpx.Response(503, headers={"Retry-After": value}))
+
+    assert parsed("nan") is None and parsed("inf") is None and parsed("-inf") is None and parsed("soon") is None
+    assert parsed("-5") == 0.0 and parsed("1.5") == 1.5 and parsed("1e308") == MAX_RETRY_AFTER_S
+    assert parsed("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: retry now
+    assert _retry_after(httpx.Response(503)) is None
+    assert 0 <= _backoff(3, math.nan) <= 2.0 and _backoff(0, 99.0) == 2.0
+
+
+def test_run_id_is_one_escaped_path_segment(tmp_path: Path) -> None:
+    fake = FakeMonitor()
+    try:
+        client = make_client(fake.base_url, "t", "a b/c?d#e%", tmp_path / "spill")
+        log_steps(client, range(5))
+        assert client.epoch_end(0) == "continue"
+        client.close()
+    finally:
+        fake.close()
+    paths = {(request.method, request.path) for request in fake.requests}
+    prefix = "/api/v1/runs/a%20b%2Fc%3Fd%23e%25"
+    assert paths == {("PUT", prefix), ("POST", prefix + "/diagnostics"), ("POST", prefix + "/epochs")}, paths
+
+
+def test_run_id_with_a_colon_reaches_the_real_service(sqlite_service: LiveService, tmp_path: Path) -> None:
+    client = make_client(sqlite_service.base_url, sqlite_service.token, "sweep:7", tmp_path / "spill")
+    log_steps(client, range(30))
+    assert client.flush(20)
+    client.close()
+    assert record_count(sqlite_service, "sweep:7") == 30 and client.stats()["sent"] == 30
+
+
+# --- counters: exact through outages, rejections and cut-short bisections -----------------------
+
+def test_counters_are_exact_through_an_outage_and_a_rejected_record(tmp_path: Path) -> None:
+    state = {"down": False}
+
+    def script(request: FakeRequest) -> Any:
+        if state["down"]:
+            return 503, {}, {"detail": "down"}
+        if 150 in request.steps:
+            return 422, {}, {"detail": [{"loc": ["body", "records"], "msg": "step 150 is refused"}]}
+        return None
+
+    fake = FakeMonitor(script)
+    try:
+        client = make_client(fake.base_url, "t", "exact", tmp_path / "spill", retry_budget=0.2, batch_size=50)
+        log_steps(client, range(100))
+        assert client.flush(20)
+        state["down"] = True
+        log_steps(client, range(100, 200))
+        assert client.flush(20) and client.stats()["spilled"] == 100
+        state["down"] = False
+        assert wait_for(lambda: client.flush(5) and not client.stats()["spill_pending"])
+        client.close()
+    finally:
+        fake.close()
+    stats = client.stats()
+    expected = {"sent": 199, "accepted": 199, "duplicates": 0, "spilled": 100, "replayed": 99, "rejected": 1,
+                "invalid": 0, "queue_dropped": 0, "spill_dropped": 0, "dropped": 1, "spill_bytes": 0}
+    assert {key: stats[key] for key in expected} == expected
+    assert fake.stored_steps() == [step for step in range(200) if step != 150]
+
+
+def test_a_bisection_cut_short_is_neither_resent_nor_recounted(tmp_path: Path) -> None:
+    state = {"six_fails": True}
+
+    def script(request: FakeRequest) -> Any:
+        if 2 in request.steps:
+            return 422, {}, {"detail": "step 2 is refused"}
+        if 6 in request.steps and state["six_fails"]:
+            return 503, {}, {"detail": "down"}
+        return None
+
+    fake = FakeMonitor(script)
+    try:
+        client = make_client(fake.base_url, "t", "bisect", tmp_path / "spill", retry_budget=0.2, batch_size=8,
+                             flush_interval=30.0)
+        log_steps(client, range(8))
+        assert client.flush(20)
+        stats = client.stats()
+        assert (stats["sent"], stats["rejected"], stats["spilled"]) == (3, 1, 4), stats
+        state["six_fails"] = False
+        assert wait_for(lambda: client.flush(5) and not client.stats()["spill_pending"])
+        client.close()
+    finally:
+        fake.close()
+    stats = client.stats()
+    assert (stats["sent"], stats["replayed"], stats["rejected"], stats["dropped"]) == (7, 4, 1, 1), stats
+    assert stats["duplicates"] == 0
+    assert fake.stored_steps() == [0, 1, 3, 4, 5, 6, 7]
+    assert set(fake.delivered.values()) == {1}, "no record was delivered twice"
+
+
+def test_flush_replays_the_spill_once_the_service_is_back(tmp_path: Path) -> None:
+    state = {"down": True}
+    fake = FakeMonitor(lambda request: (503, {}, {"detail": "down"}) if state["down"] else None)
+    try:
+        client = make_client(fake.base_url, "t", "flushed", tmp_path / "spill", retry_budget=0.2)
+        client.PROBE_MIN_S = client.PROBE_MAX_S = 60.0  # no re-probe would come during this test
+        log_steps(client, range(40))
+        assert client.flush(20) and client.stats()["spill_pending"]
+        state["down"] = False
+        assert client.flush(20)
+        stats = client.stats()
+        assert not stats["spill_pending"] and stats["replayed"] == stats["spilled"] == 40, stats
+        client.close()
+    finally:
+        fake.close()
+    assert fake.stored_steps() == list(range(40))

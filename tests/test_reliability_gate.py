@@ -56,8 +56,6 @@ def trickling_port() -> Iterator[int]:
         server.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG trainer_client/gate.py: the timeout is per socket operation, so a "
-                   "trickling monitor stalls should_escalate() as long as it trickles (4 s here, timeout=1.0)")
 def test_a_trickling_monitor_does_not_stall_the_gate(trickling_port: int) -> None:
     gate = EscalationGate(f"http://127.0.0.1:{trickling_port}", "token", "run", timeout=1.0)
     try:

@@ -9,7 +9,9 @@ spill bound, disk use stays under it and the trainer's stderr says what was drop
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from tests.support.reliability import assert_stored_exactly_once
 from tests.support.service import LiveService, free_port
 from tests.support.trainer_proc import TrainerProcess
 from trainer_client import MonitorClient
-from trainer_client.spill import SPILL_SUFFIX
+from trainer_client.spill import SPILL_SUFFIX, SpillStore
+from trainer_client.spill_file import READ_CHUNK, SpillFile
 
 STEPS = 3000
 LOG_CALL_BOUND_S = 0.05  # one log() call: an append to a deque; 50 ms only guards against stalls on a busy box
@@ -119,8 +122,6 @@ class _SlowProbeClient(MonitorClient):
     PROBE_MAX_S = 60.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG trainer_client/client.py: close() leaves the spill on disk while the "
-                   "service is reachable again, unless a re-probe happened to be due (see docs/reliability.md)")
 def test_close_delivers_the_spill_once_the_service_is_back(sqlite_url: str, token: str, tmp_path: Path) -> None:
     port = free_port()
     service = LiveService(sqlite_url, token, tmp_path / "service.log", port=port)
@@ -141,8 +142,6 @@ def test_close_delivers_the_spill_once_the_service_is_back(sqlite_url: str, toke
         service.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG trainer_client/client.py: after close() stats() says spill_pending=False "
-                   "and spill_bytes=0 while the records still wait in the spill file")
 def test_stats_after_close_still_report_what_waits_on_disk(tmp_path: Path) -> None:
     client = MonitorClient(f"http://127.0.0.1:{free_port()}", "token", "left-on-disk", spill_dir=tmp_path / "spill",
                            retry_budget=0.2, flush_interval=0.05)
@@ -152,3 +151,100 @@ def test_stats_after_close_still_report_what_waits_on_disk(tmp_path: Path) -> No
     assert spill_bytes(tmp_path / "spill") > 0
     stats = client.stats()
     assert stats["spill_pending"] and stats["spill_bytes"] == spill_bytes(tmp_path / "spill"), stats
+
+
+class _FastProbeClient(MonitorClient):
+    """Re-probes every 50 ms: a long outage compressed into a second."""
+
+    PROBE_MIN_S = 0.05
+    PROBE_MAX_S = 0.05
+
+
+def test_a_failed_probe_leaves_a_big_spill_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="trainer_client")
+    spill = tmp_path / "spill"
+    client = _FastProbeClient(f"http://127.0.0.1:{free_port()}", "token", "long-outage", spill_dir=spill,
+                              retry_budget=0.1, flush_interval=0.05, batch_size=100)
+    try:
+        for step in range(5000):
+            client.log(step, 0, loss=0.5, accuracy=0.5)
+        assert client.flush(30) and client.stats()["spilled"] == 5000
+        [path] = spill.glob(f"*{SPILL_SUFFIX}")
+        before, content = path.stat(), path.read_bytes()
+        probes_before = caplog.text.count("failed")
+        time.sleep(1.0)
+        probes = caplog.text.count("failed") - probes_before
+        after = path.stat()
+        assert probes >= 5, f"only {probes} probe(s) in 1 s"
+        assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size), \
+            f"{probes} failed probes rewrote the spill file"
+        assert path.read_bytes() == content
+    finally:
+        client.close(timeout=10)
+
+
+def test_replay_reads_one_payload_per_failed_attempt_and_its_progress_survives_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SpillStore(tmp_path, 10**8, "crashy")
+    store.open()
+    for step in range(200):
+        store.append({"records": [{"step": step, "epoch": 0, "extra": {"pad": "x" * 10_000}}]})
+    size = store.total_bytes
+    read = {"bytes": 0}
+    original = SpillFile._read_at
+
+    def counting(self: SpillFile, offset: int, count: int) -> bytes:
+        data = original(self, offset, count)
+        read["bytes"] += len(data)
+        return data
+
+    monkeypatch.setattr(SpillFile, "_read_at", counting)
+    for _ in range(50):
+        assert store.replay(lambda payload: payload) is False  # the service is down: nothing delivered
+    # Each attempt reads the next payload (one chunk), not the spill: O(1), not O(spill).
+    assert size > 20 * READ_CHUNK and read["bytes"] <= 50 * READ_CHUNK, (read, size)
+
+    delivered: list[int] = []
+
+    def three_then_down(payload: dict) -> dict | None:
+        if len(delivered) == 3:
+            return payload
+        delivered.append(payload["records"][0]["step"])
+        return None
+
+    assert store.replay(three_then_down) is False
+    for spill_file in store._files:  # the process dies: locks released, no close()
+        spill_file.handle.close()
+    successor = SpillStore(tmp_path, 10**8, "crashy")
+    successor.open()
+    replayed: list[int] = []
+    assert successor.replay(lambda payload: replayed.append(payload["records"][0]["step"])) is True
+    assert delivered == [0, 1, 2] and replayed == list(range(3, 200))
+    successor.close()
+    assert not list(tmp_path.glob(f"*{SPILL_SUFFIX}")), "a drained spill is removed"
+
+
+def test_a_spill_file_vanishing_during_adoption_does_not_disable_spilling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spill = tmp_path / "spill"
+    previous = SpillStore(spill, 10**6, "race")
+    previous.open()
+    previous.append({"records": [{"step": 0, "epoch": 0, "loss": 0.5}]})
+    previous.close()
+    real_glob = Path.glob
+
+    def glob_with_a_ghost(self: Path, pattern: str) -> Iterator[Path]:
+        yield from real_glob(self, pattern)
+        yield self / f"race@ghost-1-deadbeef{SPILL_SUFFIX}"  # listed, then deleted by its owner
+
+    monkeypatch.setattr(Path, "glob", glob_with_a_ghost)
+    client = MonitorClient(f"http://127.0.0.1:{free_port()}", "token", "race", spill_dir=spill,
+                           retry_budget=0.1, flush_interval=0.05)
+    for step in range(1, 21):
+        client.log(step, 0, loss=0.5)
+    assert client.flush(10)
+    client.close(timeout=10)
+    monkeypatch.undo()
+    stats = client.stats()
+    assert stats["spilled"] == 20 and stats["spill_dropped"] == 0 and stats["dropped"] == 0, stats
+    assert stats["spill_pending"] and stats["spill_bytes"] == spill_bytes(spill)

@@ -7,8 +7,9 @@ I/O); one daemon thread converts (:mod:`trainer_client.payload`), batches and PO
 backoff and jitter; past a short retry budget payloads go to an on-disk spill
 (:mod:`trainer_client.spill`) and are replayed in order once the service answers --
 also by the next process of the same run. The server deduplicates on (run, rank,
-step), so a retry never doubles a record. This module owns the queue, the sender
-thread and the offline/replay decisions; the others own the formats and the wire.
+step), so a retry never doubles a record. This module owns the queue and the sender
+thread; :mod:`trainer_client.delivery` the offline/replay decisions, the others the
+formats, the wire and the disk.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer_client.payload import Payload, encode_epoch, encode_record, payload_records
-from trainer_client.spill import SpillStore, default_spill_dir
+from trainer_client.delivery import Delivery
+from trainer_client.payload import Payload, encode_epoch, encode_record, encode_tree
+from trainer_client.spill import default_spill_dir
 from trainer_client.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,12 @@ class _EpochItem:
 
 
 class MonitorClient:
-    """Streams per-batch diagnostics of one run (any rank) to the monitor, losing nothing."""
+    """Streams per-batch diagnostics of one run (any rank) to the monitor, losing nothing.
+
+    ``config`` is sent as strict JSON: NaN/Infinity values become the strings "NaN",
+    "Infinity" and "-Infinity" (with one WARNING naming them), since the monitor refuses
+    non-finite numbers in a config; numpy/torch scalars become numbers, other objects text.
+    """
 
     PROBE_MIN_S = 0.5  # first re-probe of an unreachable service; doubles up to PROBE_MAX_S
     PROBE_MAX_S = 5.0
@@ -57,9 +64,8 @@ class MonitorClient:
         self.timeout = timeout
         self.retry_budget = retry_budget
         self._token = token
-        self._run_body = {k: v for k, v in {"name": run_name, "project": project, "config": config,
-                                             "escalation_start_epoch": escalation_start_epoch}.items()
-                          if v is not None}
+        self._run_body = _run_body(run_id, {"name": run_name, "project": project, "config": config,
+                                            "escalation_start_epoch": escalation_start_epoch})
         self._max_queue = max(1, int(max_queue))
         self._batch_size = max(1, int(batch_size))
         self._flush_interval = flush_interval
@@ -68,15 +74,11 @@ class MonitorClient:
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._closed = False
-        self._abandon_network = False  # set by a timed-out close(): spill the rest, no more I/O
+        self._abandon = threading.Event()  # set by a timed-out close(): spill the rest, no more I/O
         self._counts = dict.fromkeys(("sent", "accepted", "duplicates", "spilled", "replayed", "rejected",
                                       "invalid", "invalid_readings", "unspillable", "epochs_sent"), 0)
         self._queue_full_drops = 0
-        self._offline_since: float | None = None
-        self._next_probe = 0.0
-        self._probe_delay = self.PROBE_MIN_S
-        self._spill: SpillStore | None = None
-        self._transport: Transport | None = None
+        self._delivery: Delivery | None = None  # made by the sender thread
         self._thread = threading.Thread(target=self._run, name=f"monitor-client-{run_id}", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -121,7 +123,7 @@ class MonitorClient:
         try:
             payload = encode_epoch(epoch, rank, eval_accuracy, train_accuracy, grad_explosion_events,
                                    lr_backoff_events, max_nan_streak)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except Exception as exc:  # noqa: BLE001 - never raised into the training loop
             logger.error("monitor client %s: epoch summary for epoch %r not sent: %s", self.run_id, epoch, exc)
             return None
         item = _EpochItem(payload, threading.Event())
@@ -151,12 +153,25 @@ class MonitorClient:
         if self._thread.is_alive():
             logger.warning("monitor client %s: close() timed out; spilling %d queued item(s) to %s",
                            self.run_id, len(self._queue), self._spill_dir)
-            self._abandon_network = True
+            self._abandon.set()
             self._thread.join(self.timeout + 5.0)
+        spill = self._delivery.spill if self._delivery is not None else None
+        if spill is not None and not self._thread.is_alive() and spill.pending():
+            logger.warning("monitor client %s: %d byte(s) of undelivered diagnostics left in %s; the next "
+                           "process of this run (or `python -m trainer_client replay --run-id %s`) delivers "
+                           "them", self.run_id, spill.total_bytes, self._spill_dir, self.run_id)
 
     def stats(self) -> dict[str, Any]:
-        """Delivery counters (records unless named otherwise) and current backlog."""
-        spill = self._spill
+        """Delivery counters (records unless named otherwise) and current backlog.
+
+        ``sent`` = ``accepted`` + ``duplicates``: records the server acknowledged, replayed
+        ones included; ``spilled``: written to the spill by this process; ``replayed``:
+        spilled records (also a previous process's) acknowledged on replay; ``dropped`` =
+        ``queue_dropped`` + ``spill_dropped`` + ``rejected`` (refused by the server) +
+        ``invalid`` (unusable step/epoch/rank). After close, ``spill_bytes`` and
+        ``spill_pending`` describe what was left on disk for the next process.
+        """
+        spill = self._delivery.spill if self._delivery is not None else None
         out: dict[str, Any] = dict(self._counts)
         out["queue_dropped"] = self._queue_full_drops
         out["spill_dropped"] = out.pop("unspillable") + (spill.dropped_records if spill is not None else 0)
@@ -164,7 +179,7 @@ class MonitorClient:
         out["queue_depth"] = len(self._queue)
         out["spill_bytes"] = spill.total_bytes if spill is not None else 0
         out["spill_pending"] = bool(spill is not None and spill.pending())
-        out["offline"] = self._offline_since is not None
+        out["offline"] = self._offline()
         return out
 
     def __enter__(self) -> MonitorClient:
@@ -176,48 +191,79 @@ class MonitorClient:
     # ----------------------------------------------------------------------- sender thread
     def _run(self) -> None:
         """Sender loop: replay old spill first, then batches and queue items in FIFO order."""
+        transport: Transport | None = None
         try:
-            self._transport = Transport(self.base_url, self._token, self.run_id, self._run_body, self.timeout,
-                                        self._counts, lambda: self._offline_since is not None)
-            self._open_spill()
-            while self._step():
+            transport = Transport(self.base_url, self._token, self.run_id, self._run_body, self.timeout,
+                                  self._counts, self._offline)
+            delivery = Delivery(self.run_id, transport, self._counts, self.retry_budget,
+                                lambda: (self.PROBE_MIN_S, self.PROBE_MAX_S), self._abandon)
+            delivery.open_spill(self._spill_dir, self._max_spill_bytes)
+            self._delivery = delivery
+            while self._step(delivery):
                 pass
         except Exception:  # noqa: BLE001 - log(), flush() and close() keep working without us
             logger.exception("monitor client %s: sender thread failed; records will be dropped", self.run_id)
         finally:
-            if self._transport is not None:
-                self._transport.close()
-            if self._spill is not None:
-                self._spill.close()
+            if transport is not None:
+                transport.close()
+            if self._delivery is not None and self._delivery.spill is not None:
+                self._delivery.spill.close()  # it keeps reporting what is left on disk
 
-    def _step(self) -> bool:
+    def _offline(self) -> bool:
+        """Whether the service is known to be unreachable right now."""
+        return self._delivery is not None and self._delivery.offline_since is not None
+
+    def _step(self, delivery: Delivery) -> bool:
         """One round: take up to a batch and the special item behind it; False after stop."""
         if not self._queue:
-            self._wake.wait(self._idle_wait())
+            self._wake.wait(self._idle_wait(delivery))
             self._wake.clear()
         batch, special = self._take()
         try:
-            if batch:
-                records = [r for r in (encode_record(item, self._counts) for item in batch) if r]
-                if records:
-                    self._deliver({"records": records})
-            if isinstance(special, _EpochItem):
-                result = self._deliver(special.payload)
-                special.decision = result.get("decision") if isinstance(result, dict) else None
-            elif special is None and self._spill is not None and self._spill.pending():
-                self._backlog()  # idle: probe the service and replay when it is back
-        except Exception:  # noqa: BLE001 - the sender must survive anything
-            logger.exception("monitor client %s: sender error; %d record(s) lost", self.run_id, len(batch))
-            self._counts["invalid"] += len(batch)
+            self._send_batch(delivery, batch)
+            self._handle(delivery, special)
         finally:
             if isinstance(special, (threading.Event, _EpochItem)):
                 (special if isinstance(special, threading.Event) else special.done).set()
         return special is not _STOP
 
-    def _idle_wait(self) -> float:
+    def _send_batch(self, delivery: Delivery, batch: list[Any]) -> None:
+        """Encode (one bad record costs only itself) and deliver or spill one batch."""
+        records = []
+        for item in batch:
+            try:
+                record = encode_record(item, self._counts)
+            except Exception:  # noqa: BLE001 - an input nobody foresaw: drop and count that record only
+                logger.exception("monitor client %s: cannot encode a record; dropped", self.run_id)
+                self._counts["invalid"] += 1
+                continue
+            if record:
+                records.append(record)
+        if not records:
+            return
+        try:
+            delivery.deliver({"records": records})
+        except Exception:  # noqa: BLE001 - the sender must survive anything
+            logger.exception("monitor client %s: sender error; %d record(s) lost", self.run_id, len(records))
+            self._counts["invalid"] += len(records)
+
+    def _handle(self, delivery: Delivery, special: Any) -> None:
+        """The item behind a batch: an epoch summary, a flush/close (a last replay), or idleness."""
+        try:
+            if isinstance(special, _EpochItem):
+                result = delivery.deliver(special.payload)
+                special.decision = result.get("decision") if isinstance(result, dict) else None
+            elif special is _STOP or isinstance(special, threading.Event):
+                delivery.backlog(force=True)  # flush()/close(): try the spill now, whatever the probe schedule
+            else:
+                delivery.backlog()  # idle: probe the service when due and replay if it is back
+        except Exception:  # noqa: BLE001 - the sender must survive anything
+            logger.exception("monitor client %s: sender error", self.run_id)
+
+    def _idle_wait(self, delivery: Delivery) -> float:
         """Sleep until the next flush interval, or the next probe if that comes sooner."""
-        if self._spill is not None and self._spill.pending():
-            return max(0.01, min(self._flush_interval, self._next_probe - time.monotonic()))
+        if delivery.pending():
+            return max(0.01, min(self._flush_interval, delivery.seconds_to_probe()))
         return self._flush_interval
 
     def _take(self) -> tuple[list[Any], Any]:
@@ -232,64 +278,13 @@ class MonitorClient:
                 return batch, item
         return batch, None
 
-    def _open_spill(self) -> None:
-        """Open the spill (adopting a previous process's files); failures only disable spilling."""
-        try:
-            spill = SpillStore(self._spill_dir, self._max_spill_bytes, self.run_id)
-            spill.open()
-            self._spill = spill
-        except OSError as exc:
-            logger.error("monitor client %s: cannot use spill dir %s (%s); undeliverable records "
-                         "will be dropped", self.run_id, self._spill_dir, exc)
 
-    def _deliver(self, payload: Payload) -> dict[str, Any] | None:
-        """Send now, or spill behind older spilled payloads; the server answer or None."""
-        if self._backlog():
-            self._spill_payload(payload)
-            return None
-        result = self._send(payload, self.retry_budget)
-        if result is None:
-            self._go_offline()
-            self._spill_payload(payload)
-        return result
-
-    def _backlog(self) -> bool:
-        """True while payloads must go to the spill to keep order (older ones wait there)."""
-        if self._abandon_network:
-            return True
-        spill = self._spill
-        if spill is None or not spill.pending():
-            return False
-        if time.monotonic() < self._next_probe:
-            return True
-        replayed = spill.replay(lambda payload: self._send(payload, 0.0) is not None)
-        self._counts["replayed"] += replayed
-        if spill.pending():
-            self._go_offline()
-            return True
-        logger.info("monitor client %s: monitor reachable again; replayed %d spilled record(s)",
-                    self.run_id, replayed)
-        self._offline_since, self._probe_delay = None, self.PROBE_MIN_S
-        return False
-
-    def _go_offline(self) -> None:
-        """Schedule the next probe with exponential backoff; warn once per outage."""
-        if self._offline_since is None:
-            self._offline_since = time.monotonic()
-            logger.warning("monitor client %s: monitor at %s unreachable; spilling to %s and retrying",
-                           self.run_id, self.base_url, self._spill_dir)
-        self._next_probe = time.monotonic() + self._probe_delay
-        self._probe_delay = min(self._probe_delay * 2, self.PROBE_MAX_S)
-
-    def _spill_payload(self, payload: Payload) -> None:
-        """Write to disk; without a usable spill the records are counted as dropped."""
-        records = payload_records(payload)
-        if self._spill is None:
-            self._counts["unspillable"] += records
-        elif self._spill.append(payload):  # a refused payload is counted by the spill itself
-            self._counts["spilled"] += records
-
-    def _send(self, payload: Payload, budget: float) -> dict[str, Any] | None:
-        """Deliver through the transport (see :meth:`Transport.send`); None means spill it."""
-        assert self._transport is not None
-        return self._transport.send(payload, budget)
+def _run_body(run_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The run's PUT body as strict JSON (a snapshot taken at construction; never raises)."""
+    non_finite: list[str] = []
+    body = {name: encode_tree(value, non_finite, name) for name, value in fields.items() if value is not None}
+    if non_finite:
+        logger.warning('monitor client %s: NaN/Infinity in the run config at %s; sent as the strings "NaN", '
+                       '"Infinity", "-Infinity" (strict JSON has no such numbers)', run_id,
+                       ", ".join(non_finite[:20]))
+    return body

@@ -4,12 +4,16 @@ Why a gate object instead of a bare GET: the trainer asks at epoch end (or every
 steps) and must never stall on the monitor, so answers are cached between polls,
 every request has a short timeout, and an unreachable monitor maps to an explicit,
 configurable policy -- by default *pause*, because escalating blind is how the
-documented collapse went unnoticed.
+documented collapse went unnoticed. The timeout bounds a whole poll, not each socket
+operation: a monitor or proxy that trickles its answer cannot hold the training loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -51,6 +55,55 @@ class GateDecision:
         return f"{self.decision} [{self.source}]" + (f": {why}" if why else "")
 
 
+class _DeadlineGetter:
+    """GET requests with a deadline for the whole request, run on a private event loop.
+
+    httpx timeouts apply per operation (connect, each read): a server that sends one
+    byte at a time, each inside the read timeout, holds a blocking request open as long
+    as it likes. On an event loop the request is a task, cancelled -- connection and
+    all -- when the deadline passes. The loop lives in its own daemon thread, so this
+    works from any caller, including one already running an event loop (notebooks).
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str], timeout: float) -> None:
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="escalation-gate-http", daemon=True)
+        self._thread.start()
+
+    def get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        """The full response, or TimeoutError after ``timeout`` seconds (httpx errors pass through)."""
+        if self._loop.is_closed() or not self._thread.is_alive():
+            raise RuntimeError("the escalation gate is closed")
+        future = asyncio.run_coroutine_threadsafe(self._get(path, params), self._loop)
+        try:
+            return future.result(self.timeout + 1.0)  # the loop cancels at the deadline; this is a backstop
+        except concurrent.futures.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+            future.cancel()
+            raise TimeoutError(f"no complete answer within {self.timeout:g}s") from None
+
+    async def _get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        try:
+            return await asyncio.wait_for(self._http.get(path, params=params), self.timeout)
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+            raise TimeoutError(f"no complete answer within {self.timeout:g}s") from None
+
+    def close(self) -> None:
+        """Close the connection pool and stop the loop (idempotent)."""
+        if self._loop.is_closed():
+            return
+        if self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._http.aclose(), self._loop).result(self.timeout + 1.0)
+            except Exception:  # noqa: BLE001 - closing must not raise
+                logger.debug("escalation gate: closing the HTTP client failed", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(self.timeout + 1.0)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
 class EscalationGate:
     """Polls ``GET /escalation/decision`` for one run and applies the unreachable policy."""
 
@@ -63,10 +116,7 @@ class EscalationGate:
         self.run_id = run_id
         self.every_n_steps = every_n_steps
         self.on_unreachable = on_unreachable
-        # Connect and read each get half the budget, so one poll stays within ~timeout.
-        half = timeout / 2
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
-                                  timeout=httpx.Timeout(half, connect=half, read=half, write=half, pool=half))
+        self._http = _DeadlineGetter(base_url.rstrip("/"), {"Authorization": f"Bearer {token}"}, timeout)
         self._last: GateDecision | None = None
         self._fresh = False  # the last answer has not been served from the cache yet
         self._polled_epoch: int | None = None
@@ -104,7 +154,7 @@ class EscalationGate:
         return last if self._fresh or last.source == "unreachable" else replace(last, source="cached")
 
     def poll(self, step: int | None = None, epoch: int | None = None) -> GateDecision:
-        """Ask the service now (bounded by the timeout); never raises."""
+        """Ask the service now (the whole request bounded by the timeout); never raises."""
         self._polled_step = step if step is not None else self._polled_step
         self._polled_epoch = epoch if epoch is not None else self._polled_epoch
         try:
@@ -147,7 +197,7 @@ class EscalationGate:
         return GateDecision("pause", [reason], note=message, source="unreachable")
 
     def close(self) -> None:
-        """Release the HTTP connection pool."""
+        """Release the HTTP connection pool and the gate's event-loop thread."""
         self._http.close()
 
     def __enter__(self) -> EscalationGate:

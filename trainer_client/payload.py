@@ -27,6 +27,7 @@ READING_NAMES: frozenset[str] = frozenset((
     "logit_min", "logit_max", "accuracy", "loss", "nan_count", "grad_norm",
 ))
 MAX_INDEX, MAX_RANK, MAX_EXTRA, MAX_NAME = 2**62, 65535, 64, 100
+MAX_TREE_DEPTH = 32  # deeper config branches are sent as text (also ends reference cycles)
 _BAD = object()
 
 
@@ -45,7 +46,8 @@ def encode_record(item: tuple, counts: dict[str, int]) -> dict[str, Any] | None:
     if isinstance(step, Mapping):  # a whole record (DiagnosticsCollector sink)
         readings = {**step, **readings}
         step, epoch = readings.pop("step", None), readings.pop("epoch", epoch)
-        rank, timestamp = readings.pop("rank", rank), readings.pop("timestamp", None) or timestamp
+        rank = readings.pop("rank", rank)
+        timestamp = _timestamp(readings.pop("timestamp", None), timestamp, counts)
     try:
         record: dict[str, Any] = {"step": _index(step, MAX_INDEX), "epoch": _index(epoch, MAX_INDEX),
                                   "rank": _index(rank, MAX_RANK), "timestamp": timestamp}
@@ -82,6 +84,22 @@ def _put_extra(extra: dict[str, Any], name: str, value: Any, counts: dict[str, i
         extra[name] = number
 
 
+def _timestamp(value: Any, logged_at: float, counts: dict[str, int]) -> Any:
+    """A record's own timestamp if it is a finite number, else the time it was logged.
+
+    A NaN timestamp would make the whole batch unencodable (strict JSON); an unusable
+    one is counted as an invalid reading. Finite values the server refuses (negative)
+    are left for it to reject, so that the record is isolated and reported.
+    """
+    if value is None:
+        return logged_at
+    number = encode_float(value)
+    if isinstance(number, float):
+        return number
+    counts["invalid_readings"] += 1
+    return logged_at
+
+
 def _index(value: Any, upper: int) -> int:
     """An int in ``[0, upper]`` from an int, integral float, numpy int or 0-dim tensor."""
     if isinstance(value, bool) or value is None:
@@ -99,18 +117,83 @@ def _index(value: Any, upper: int) -> int:
 
 
 def encode_float(value: Any) -> Any:
-    """None, a finite float, or "NaN"/"Infinity"/"-Infinity" (strict JSON); ``_BAD`` if unusable."""
+    """None, a finite float, or "NaN"/"Infinity"/"-Infinity" (strict JSON); ``_BAD`` if unusable.
+
+    Never raises: a reading too large for a double (``10**400``) is what a diverging run
+    reports, so it becomes +/-Infinity rather than costing its batch.
+    """
     if value is None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError, RuntimeError):
+    except OverflowError:
+        return _overflowed(value)
+    except Exception:  # noqa: BLE001 - any unconvertible object is one bad reading, never a lost batch
         return _BAD
-    if math.isfinite(number):
-        return number
+    return number if math.isfinite(number) else non_finite_name(number)
+
+
+def non_finite_name(number: float) -> str:
+    """The strict-JSON spelling the monitor reads back as NaN/+Inf/-Inf."""
     if math.isnan(number):
         return "NaN"
     return "Infinity" if number > 0 else "-Infinity"
+
+
+def _overflowed(value: Any) -> Any:
+    """+/-Infinity for a number beyond the double range (by its sign), else ``_BAD``."""
+    try:
+        return "Infinity" if value > 0 else "-Infinity"
+    except Exception:  # noqa: BLE001 - not even comparable: unusable
+        return _BAD
+
+
+def encode_tree(value: Any, non_finite: list[str] | None = None, path: str = "config", depth: int = 0) -> Any:
+    """A JSON-safe copy of a user tree (the run config); never raises.
+
+    Strict JSON has no NaN/Infinity and the monitor answers 422 to them inside a config,
+    so non-finite floats are sent as the strings "NaN"/"Infinity"/"-Infinity" (their
+    dotted paths are appended to ``non_finite`` for one warning). Keys become strings,
+    numpy/torch scalars their Python value, and anything else ``str(value)``.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        if non_finite is not None:
+            non_finite.append(path)
+        return non_finite_name(value)
+    if depth >= MAX_TREE_DEPTH:
+        return _text(value)
+    if isinstance(value, Mapping):
+        return {str(key): encode_tree(sub, non_finite, f"{path}.{key}", depth + 1) for key, sub in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_tree(sub, non_finite, f"{path}[{index}]", depth + 1) for index, sub in enumerate(value)]
+    scalar = _scalar(value)
+    if scalar is not _BAD:
+        return encode_tree(scalar, non_finite, path, depth + 1)
+    return _text(value)
+
+
+def _scalar(value: Any) -> Any:
+    """The Python number of a numpy scalar or one-element tensor (``.item()``), else ``_BAD``."""
+    item = getattr(value, "item", None)
+    if not callable(item):
+        return _BAD
+    try:
+        scalar = item()
+    except Exception:  # noqa: BLE001 - not a scalar after all
+        return _BAD
+    return scalar if isinstance(scalar, (bool, int, float)) else _BAD
+
+
+def _text(value: Any) -> str:
+    """``str(value)``, or a placeholder for objects whose ``__str__`` fails."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(value).__name__}>"
 
 
 def encode_epoch(epoch: Any, rank: Any, eval_accuracy: Any, train_accuracy: Any, grad_explosion_events: Any,

@@ -8,8 +8,12 @@ same run (a resumed trainer), which adopts files whose writer has exited.
 Each process writes its own file and holds an exclusive ``flock`` on it while it
 lives, so two ranks of one run never share a file and a file is adopted by
 exactly one successor. The total size of the files a process holds is bounded;
-over the bound the *oldest* payloads are dropped (down to 90 % of the bound, so
-the file is rewritten rarely) with a WARNING naming how many records were lost.
+over the bound delivered lines are compacted away first, then the *oldest*
+payloads are dropped (down to 90 % of the bound, so the file is rewritten rarely)
+with a WARNING naming how many records were lost. Replay progress is incremental
+(a cursor per file and delivered lines marked in place, see
+:mod:`trainer_client.spill_file`): a failed probe during a long outage costs one
+payload, never a rewrite of the spill.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from trainer_client.payload import Payload, payload_records
+from trainer_client.spill_file import SpillFile
 
 try:  # POSIX only; without it, orphan adoption is best-effort (no cross-process lock).
     import fcntl
@@ -60,29 +65,6 @@ def _try_lock(handle: BinaryIO) -> bool:
         return False
 
 
-class _SpillFile:
-    """One locked JSON-lines file and its current size."""
-
-    def __init__(self, path: Path, handle: BinaryIO) -> None:
-        self.path = path
-        self.handle = handle
-        self.size = path.stat().st_size
-
-    def lines(self) -> list[bytes]:
-        """All complete lines (a torn last line from a crash is kept as is and skipped on parse)."""
-        self.handle.seek(0)
-        return [line for line in self.handle.read().splitlines() if line.strip()]
-
-    def rewrite(self, lines: list[bytes]) -> None:
-        """Replace the content in place (we hold the lock on this inode)."""
-        self.handle.seek(0)
-        self.handle.truncate()
-        for line in lines:
-            self.handle.write(line + b"\n")
-        self.handle.flush()
-        self.size = self.handle.tell()
-
-
 class SpillStore:
     """Bounded, ordered, crash-tolerant store of undeliverable payloads."""
 
@@ -91,8 +73,8 @@ class SpillStore:
         self.max_bytes = int(max_bytes)
         self.prefix = _safe_name(run_id) + "@"  # '@' never occurs in a run id, so prefixes are unambiguous
         self.dropped_records = 0
-        self._files: list[_SpillFile] = []  # oldest first; the last one is ours
-        self._own: _SpillFile | None = None
+        self._files: list[SpillFile] = []  # oldest first; the last one is ours
+        self._own: SpillFile | None = None
 
     def open(self) -> None:
         """Create our own file and adopt orphaned files of exited processes (oldest first)."""
@@ -100,69 +82,82 @@ class SpillStore:
         orphans = self._adopt_orphans()
         name = f"{self.prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SPILL_SUFFIX}"
         path = self.directory / name
-        handle = open(path, "a+b")
+        handle = open(path, "x+b", buffering=0)  # not "a": marks and compaction write in place
         _try_lock(handle)
-        self._own = _SpillFile(path, handle)
+        self._own = SpillFile(path, handle)
         self._files = [*orphans, self._own]
         if orphans:
             logger.info("monitor spill: adopted %d file(s) from a previous process in %s (%d bytes)",
                         len(orphans), self.directory, sum(f.size for f in orphans))
 
-    def _adopt_orphans(self) -> list[_SpillFile]:
-        """Lock every spill file nobody else holds; empty ones are removed."""
-        adopted: list[_SpillFile] = []
-        pattern = glob.escape(self.prefix) + "*" + SPILL_SUFFIX
-        paths = sorted(self.directory.glob(pattern), key=lambda p: (p.stat().st_mtime, p.name))
-        for path in paths:
-            try:
-                handle = open(path, "r+b")
-            except OSError:
+    def _adopt_orphans(self) -> list[SpillFile]:
+        """Lock every spill file nobody else holds; empty ones are removed.
+
+        Files may vanish at any point (another rank drains and deletes one, a cleanup job
+        runs): such a file is skipped, it never costs us the spill.
+        """
+        adopted: list[SpillFile] = []
+        for path in self._orphan_paths():
+            spill = _adopt(path)
+            if spill is None:
                 continue
-            if not _try_lock(handle):
-                handle.close()  # a live process (another rank) owns it
-                continue
-            spill = _SpillFile(path, handle)
             if spill.size == 0:
                 self._remove(spill)
             else:
                 adopted.append(spill)
         return adopted
 
+    def _orphan_paths(self) -> list[Path]:
+        """This run's spill files, oldest first; those gone by the time we look are left out."""
+        dated: list[tuple[float, str, Path]] = []
+        for path in self.directory.glob(glob.escape(self.prefix) + "*" + SPILL_SUFFIX):
+            try:
+                dated.append((path.stat().st_mtime, path.name, path))
+            except OSError:
+                continue
+        return [path for _, _, path in sorted(dated)]
+
     @property
     def total_bytes(self) -> int:
+        """Bytes on disk in the files we hold (after close: the files left for the next process)."""
         return sum(f.size for f in self._files)
 
     def pending(self) -> bool:
-        """Whether anything waits for replay."""
-        return any(f.size for f in self._files)
+        """Whether anything waits for replay (after close: whether anything was left on disk)."""
+        return any(f.pending() for f in self._files)
 
     def append(self, payload: Payload) -> bool:
         """Write one payload; drops the oldest payloads if the bound would be exceeded."""
         if self._own is None:
             self.open()
-        line = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-        if len(line) + 1 > self.max_bytes:
+        line = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        if len(line) > self.max_bytes:
             self._count_dropped(payload_records(payload), "a single payload is larger than max_spill_bytes")
             return False
-        self._make_room(len(line) + 1)
+        self._make_room(len(line))
         assert self._own is not None
-        self._own.handle.seek(0, os.SEEK_END)
-        self._own.handle.write(line + b"\n")
-        self._own.handle.flush()
-        self._own.size += len(line) + 1
+        try:
+            self._own.append(line)
+        except OSError as exc:
+            self._count_dropped(payload_records(payload), f"cannot write to {self._own.path} ({exc})")
+            return False
         return True
 
     def _make_room(self, needed: int) -> None:
-        """Drop whole payloads, oldest first, down to the low-water mark so rewrites stay rare."""
+        """Compact delivered lines away, then drop whole payloads, oldest first, to the low-water mark.
+
+        Going down to 90 % of the bound keeps these rewrites rare.
+        """
         if self.total_bytes + needed <= self.max_bytes:
             return
-        target = int(self.max_bytes * LOW_WATER) - needed
+        target = max(int(self.max_bytes * LOW_WATER) - needed, 0)
         dropped = 0
         for spill in list(self._files):
-            excess = self.total_bytes - max(target, 0)
+            excess = self.total_bytes - target
             if excess <= 0:
                 break
-            lines, freed = spill.lines(), 0
+            lines = spill.unsent_lines()
+            freed = spill.size - sum(len(line) + 1 for line in lines)  # delivered lines: free to reclaim
             while lines and freed < excess:
                 line = lines.pop(0)
                 freed += len(line) + 1
@@ -170,33 +165,43 @@ class SpillStore:
             spill.rewrite(lines)
             if not lines and spill is not self._own:
                 self._remove(spill)
-        self._count_dropped(dropped, f"spill directory {self.directory} reached max_spill_bytes="
-                                     f"{self.max_bytes}; dropped the oldest records")
+        if dropped:
+            self._count_dropped(dropped, f"spill directory {self.directory} reached max_spill_bytes="
+                                         f"{self.max_bytes}; dropped the oldest records")
 
     def _count_dropped(self, records: int, why: str) -> None:
         self.dropped_records += records
         logger.warning("monitor spill: %s: %d record(s) dropped (%d in total)", why, records,
                        self.dropped_records)
 
-    def replay(self, send: Callable[[Payload], bool]) -> int:
-        """Send spilled payloads in order until ``send`` returns False; returns records replayed."""
-        replayed = 0
-        for spill in list(self._files):
-            lines = spill.lines()
-            for index, line in enumerate(lines):
-                payload = _parse(line, spill.path)
-                if payload is None:
-                    continue
-                if not send(payload):
-                    spill.rewrite(lines[index:])
-                    return replayed
-                replayed += payload_records(payload)
-            spill.rewrite([])
-            if spill is not self._own:
-                self._remove(spill)
-        return replayed
+    def replay(self, send: Callable[[Payload], Payload | None]) -> bool:
+        """Send spilled payloads oldest first; True once everything is drained.
 
-    def _remove(self, spill: _SpillFile) -> None:
+        ``send`` returns what of a payload is still undelivered: None when it was handled,
+        the payload itself when not (replay stops there), or the records left over after
+        a partial delivery (they replace the line in place, and replay stops). A failed
+        attempt costs one payload: progress is a cursor, not a rewrite of the file.
+        """
+        for spill in list(self._files):
+            while (line := spill.next_line()) is not None:
+                payload = _parse(line, spill.path)
+                left = send(payload) if payload is not None else None
+                if left is not None:
+                    if left is not payload:
+                        spill.replace(line, json.dumps(left, allow_nan=False, separators=(",", ":")).encode())
+                    return False
+                spill.mark_sent(line)
+            self._drained(spill)
+        return True
+
+    def _drained(self, spill: SpillFile) -> None:
+        """Everything in ``spill`` was delivered: empty our own file, delete an adopted one."""
+        if spill is self._own:
+            spill.rewrite([])
+        else:
+            self._remove(spill)
+
+    def _remove(self, spill: SpillFile) -> None:
         """Delete a drained file while we still hold its lock, then release it."""
         try:
             spill.path.unlink()
@@ -207,14 +212,43 @@ class SpillStore:
             self._files.remove(spill)
 
     def close(self) -> None:
-        """Release the locks; our file is deleted if empty, otherwise kept for the next process."""
+        """Release the locks; drained files are deleted, the others kept for the next process.
+
+        The kept files stay listed (handles closed), so :attr:`total_bytes` and
+        :meth:`pending` still say what waits on disk; a later :meth:`append` reopens.
+        """
+        kept: list[SpillFile] = []
         for spill in list(self._files):
-            if spill.size == 0:
-                self._remove(spill)
-            else:
+            if spill.pending():
                 spill.handle.close()
-        self._files = []
-        self._own = None
+                kept.append(spill)
+            else:
+                self._remove(spill)
+        self._files, self._own = kept, None
+
+
+def _adopt(path: Path) -> SpillFile | None:
+    """Open and lock a spill file of an exited process; None if it is held, gone or replaced."""
+    try:
+        handle = open(path, "r+b", buffering=0)
+    except OSError:
+        return None
+    try:
+        if _try_lock(handle) and _same_file(path, handle):
+            return SpillFile(path, handle)
+    except OSError:
+        pass
+    handle.close()  # a live process (another rank) owns it, or it was deleted meanwhile
+    return None
+
+
+def _same_file(path: Path, handle: BinaryIO) -> bool:
+    """Whether ``path`` still names the inode we locked (a drained file may be unlinked under us)."""
+    try:
+        named, opened = os.stat(path), os.fstat(handle.fileno())
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _parse(line: bytes, path: Path) -> Payload | None:

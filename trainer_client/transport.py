@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -27,6 +30,19 @@ logger = logging.getLogger(__name__)
 
 _TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SPLITTABLE = frozenset({413, 422})
+MAX_RETRY_AFTER_S = 60.0  # a Retry-After beyond this (or unparsable) is not trusted as is
+
+
+def undelivered(payload: Payload, result: dict[str, Any] | None) -> Payload | None:
+    """What of ``payload`` must still be kept after :meth:`Transport.send` answered ``result``.
+
+    None when everything was handled (delivered, or rejected and counted); the payload
+    itself when nothing was delivered; the records left over after a partly delivered
+    bisection otherwise.
+    """
+    if result is None:
+        return payload
+    return result.get("undelivered")
 
 
 class Transport:
@@ -41,10 +57,12 @@ class Transport:
     def __init__(self, base_url: str, token: str, run_id: str, run_body: dict[str, Any], timeout: float,
                  counts: dict[str, int], offline: Callable[[], bool]) -> None:
         self.run_id = run_id
+        self.base_url = base_url
         self._run_body = run_body
         self._counts = counts
         self._offline = offline
         self._run_ready = False
+        self._run_path = f"/api/v1/runs/{quote(run_id, safe='')}"  # an id is one path segment, never more
         self._http = httpx.Client(base_url=base_url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {token}",
                                            "Content-Type": "application/json"})
@@ -57,11 +75,13 @@ class Transport:
         """Deliver one payload, retrying transient errors for ``budget`` seconds.
 
         Returns the server's answer (or a summary when 4xx records were dropped), or None
-        when the service is unreachable: the caller spills the payload.
+        when the service is unreachable: the caller spills the payload. After a bisection
+        that was cut short, the summary's ``undelivered`` payload holds the records still
+        to send (see :func:`undelivered`), so that nothing is sent or counted twice.
         """
         if not self._run_ready and not self._ensure_run(budget):
             return None
-        path = f"/api/v1/runs/{self.run_id}/" + ("epochs" if "epoch" in payload else "diagnostics")
+        path = f"{self._run_path}/" + ("epochs" if "epoch" in payload else "diagnostics")
         deadline, attempt, recreated = time.monotonic() + budget, 0, False
         while True:
             status, body, retry_after = self._request("POST", path, payload)
@@ -91,7 +111,7 @@ class Transport:
         """PUT the run (idempotent) so records never hit 404; False if it could not be done."""
         deadline, attempt = time.monotonic() + budget, 0
         while True:
-            status, body, retry_after = self._request("PUT", f"/api/v1/runs/{self.run_id}", self._run_body)
+            status, body, retry_after = self._request("PUT", self._run_path, self._run_body)
             if status in (200, 201):
                 self._run_ready = True
                 return True
@@ -110,16 +130,25 @@ class Transport:
         """4xx: bisect a multi-record batch to isolate bad records, drop what is invalid."""
         records = payload.get("records") or []
         if status in _SPLITTABLE and len(records) > 1:
-            half = len(records) // 2
-            for part in (records[:half], records[half:]):
-                if self.send({"records": part}, budget) is None:
-                    return None  # the caller spills the whole payload; the delivered half dedups later
-            return {"split": True}
+            return self._bisect(records, budget)
         what = f"{len(records)} record(s) from step {records[0].get('step')}" if records else "epoch summary"
         logger.error("monitor client %s: the monitor rejected %s (HTTP %s): %s; dropped",
                      self.run_id, what, status, _detail(body))
         self._counts["rejected"] += len(records)
         return {"rejected": len(records)}
+
+    def _bisect(self, records: list[dict[str, Any]], budget: float) -> dict[str, Any] | None:
+        """Send both halves; if one cannot be delivered, hand back only what is left of the batch."""
+        half = len(records) // 2
+        parts = [records[:half], records[half:]]
+        for index, part in enumerate(parts):
+            left = undelivered({"records": part}, self.send({"records": part}, budget))
+            if left:
+                rest = [*left["records"], *(record for later in parts[index + 1:] for record in later)]
+                if len(rest) == len(records):
+                    return None  # nothing of it was handled: the caller keeps the payload as it is
+                return {"split": True, "undelivered": {"records": rest}}
+        return {"split": True}
 
     def _request(self, method: str, path: str, payload: Any) -> tuple[int | None, Any, float | None]:
         """(status or None on a network error, decoded body, Retry-After seconds)."""
@@ -148,17 +177,36 @@ class Transport:
 
 def _backoff(attempt: int, retry_after: float | None, base: float = 0.1, cap: float = 2.0) -> float:
     """Exponential backoff with equal jitter; the server's Retry-After wins (capped)."""
-    if retry_after is not None:
+    if retry_after is not None and math.isfinite(retry_after):
         return min(max(retry_after, 0.0), cap)
     delay = min(cap, base * 2**attempt)
     return delay / 2 + random.uniform(0, delay / 2)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, if the server sent a numeric one."""
+    """Retry-After in seconds within ``[0, MAX_RETRY_AFTER_S]``, or None if absent or unusable.
+
+    Seconds or an HTTP date (RFC 9110); "nan", "inf", garbage and dates that do not parse
+    are ignored (plain backoff applies), so a broken proxy cannot crash or stall the sender.
+    """
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
     try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
+        seconds = float(value)
+    except ValueError:
+        seconds = _seconds_until(value)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    """Seconds from now to an HTTP date, or None if it is not one."""
+    try:
+        when = parsedate_to_datetime(http_date)
+        return when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
