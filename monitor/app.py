@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from monitor.alerts.worker import DeliveryWorker
 from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, runs, series, webhooks
 from monitor.api.errors import install_error_handlers
 from monitor.api.limits import BodySizeLimit
+from monitor.api.raw_body import add_body_schemas
 from monitor.api.request_metrics import RequestMetrics
 from monitor.api.token_gate import TokenGate
 from monitor.auth import TokenVerifier
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not app.state.verifier.has_any:
             log.warning("no API token configured: every API call will get 401 "
                         "(set MONITOR_API_TOKEN or run `python -m monitor token create`)")
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         worker = DeliveryWorker(db, settings)
         app.state.delivery_worker = worker
         worker.start()
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.verifier = TokenVerifier(db, settings.api_token)
     install_error_handlers(app)
+    add_body_schemas(app)
     for module in (health, metrics, runs, diagnostics, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -56,11 +56,25 @@ class TokenVerifier:
 
     def is_valid(self, token: str | None) -> bool:
         """True when the token matches one we know; every candidate is compared (constant time)."""
+        return self._matches(token, self._stored_hashes())
+
+    def cached_verdict(self, token: str | None) -> bool | None:
+        """The answer from memory, or None when the stored hashes are due a database refresh.
+
+        Why: the event loop can answer almost every request without a thread hop, which
+        under load costs more than the check itself.
+        """
+        if time.monotonic() - self._loaded_at > CACHE_SECONDS:
+            return None
+        return self._matches(token, self._stored)
+
+    def _matches(self, token: str | None, stored: list[str]) -> bool:
+        """Compare against every known hash (constant time, no early exit)."""
         if not token:
             return False
         presented = hash_token(token)
         matched = False
-        for known in self._configured + self._stored_hashes():
+        for known in self._configured + stored:
             matched |= hmac.compare_digest(presented, known)
         return matched
 

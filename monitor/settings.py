@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=False, description="Emit one JSON object per log line.")
     log_level: str = Field(default="INFO")
     db_pool_size: int = Field(default=10)
+    gil_switch_interval_ms: float = Field(
+        default=0.5, gt=0, description="Python thread switch interval: short keeps reads snappy under ingest load."
+    )
+    ingest_concurrency: int = Field(
+        default=2, ge=1, description="Ingest requests processed at once per process; more wait their turn."
+    )
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without a token (for a scraper on a private network)."
     )

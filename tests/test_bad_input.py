@@ -269,7 +269,8 @@ def test_surrogate_extra_name_is_422(api: LiveService) -> None:
     run = new_run(api, "surrogate-extra")
     body = b'{"records": [{"step": 0, "epoch": 0, "extra": {"\\udc00": 1.0}}]}'
     response = call(api, "POST", f"/api/v1/runs/{run}/diagnostics", content=body, headers=JSON)
-    assert_422_naming(response, "body", "records", 0, "extra")
+    assert_422_naming(response, "body")  # the JSON parser itself refuses a lone surrogate escape
+    assert "surrogate" in response.text
     assert call(api, "GET", f"/api/v1/runs/{run}/diagnostics").status_code == 200
 
 

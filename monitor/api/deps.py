@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from monitor.auth import TokenVerifier
@@ -35,10 +36,18 @@ def presented_token(request: HTTPConnection) -> str | None:
     return request.cookies.get(TOKEN_COOKIE)
 
 
-def require_token(request: Request) -> None:
+async def token_is_valid(verifier: TokenVerifier, token: str | None) -> bool:
+    """Check on the event loop when the hashes are cached; refresh them in a worker thread."""
+    verdict = verifier.cached_verdict(token)
+    if verdict is None:
+        verdict = await run_in_threadpool(verifier.is_valid, token)
+    return verdict
+
+
+async def require_token(request: Request) -> None:
     """401 unless a known token is presented."""
     verifier: TokenVerifier = request.app.state.verifier
-    if not verifier.is_valid(presented_token(request)):
+    if not await token_is_valid(verifier, presented_token(request)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail=UNAUTHORIZED_DETAIL,

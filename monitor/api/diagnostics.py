@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from monitor.api.deps import DbDep, SettingsDep, require_token
+from monitor.api.ingest_slots import run_ingest
+from monitor.api.raw_body import json_body, parse_body
 from monitor.api.runs import RunId
 from monitor.evaluation import evaluate_batches, evaluate_epoch
 from monitor.metrics import observe_ingest
 from monitor.schemas.diagnostics import MAX_INDEX, DiagnosticBatch, EpochResult, EpochSummary, IngestResult
+from monitor.settings import Settings
 from monitor.store import runs
+from monitor.store.database import Database
 from monitor.store.diagnostics import insert_records, list_records
 from monitor.store.epochs import insert_epoch, summary_to_reading
 from monitor.store.rollups import update_rollups
@@ -19,9 +23,22 @@ from monitor.store.rollups import update_rollups
 router = APIRouter(prefix="/api/v1/runs", tags=["diagnostics"], dependencies=[Depends(require_token)])
 
 
-@router.post("/{run_id}/diagnostics", response_model=IngestResult)
-def ingest_diagnostics(run_id: RunId, batch: DiagnosticBatch, db: DbDep, settings: SettingsDep) -> IngestResult:
-    """Store new records (retries are counted as duplicates) and evaluate the rules on them."""
+@router.post("/{run_id}/diagnostics", response_model=IngestResult, openapi_extra=json_body(DiagnosticBatch))
+async def ingest_diagnostics(run_id: RunId, db: DbDep, settings: SettingsDep, request: Request) -> IngestResult:
+    """Store new records (retries are counted as duplicates) and evaluate the rules on them.
+
+    The body is parsed and validated in the ingest worker thread, not on the event loop:
+    a 50,000-record body takes long enough to parse that decision requests would queue
+    behind it (see ``monitor.api.raw_body``).
+    """
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    return await run_ingest(request, _store_batch, run_id, body, content_type, db, settings)
+
+
+def _store_batch(run_id: str, body: bytes, content_type: str | None, db: Database, settings: Settings) -> IngestResult:
+    """Validate, then one write transaction: insert, fold into rollups, evaluate rules, queue alerts."""
+    batch = parse_body(DiagnosticBatch, body, content_type)
     if len(batch.records) > settings.max_records_per_request:
         raise HTTPException(413, f"at most {settings.max_records_per_request} records per request")
     with db.write_session() as session:
@@ -35,8 +52,15 @@ def ingest_diagnostics(run_id: RunId, batch: DiagnosticBatch, db: DbDep, setting
 
 
 @router.post("/{run_id}/epochs", response_model=EpochResult)
-def close_epoch(run_id: RunId, summary: EpochSummary, db: DbDep, settings: SettingsDep) -> EpochResult:
+async def close_epoch(
+    run_id: RunId, summary: EpochSummary, db: DbDep, settings: SettingsDep, request: Request
+) -> EpochResult:
     """Store an epoch summary once and evaluate the epoch rules (accuracy EMA, NaN, gradient gates)."""
+    return await run_ingest(request, _store_epoch, run_id, summary, db, settings)
+
+
+def _store_epoch(run_id: str, summary: EpochSummary, db: Database, settings: Settings) -> EpochResult:
+    """One write transaction: the summary, the epoch rules, the decision."""
     with db.write_session() as session:
         run = runs.get_run(session, run_id, lock=True)
         accepted = insert_epoch(session, run_id, summary)

@@ -14,10 +14,10 @@ from monitor.api.deps import DbDep, require_token
 from monitor.metrics import render_metrics
 
 
-def require_metrics_access(request: Request) -> None:
+async def require_metrics_access(request: Request) -> None:
     """The API token, unless the operator made the metrics public."""
     if not request.app.state.settings.metrics_public:
-        require_token(request)
+        await require_token(request)
 
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require_metrics_access)])

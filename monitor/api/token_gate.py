@@ -12,10 +12,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from monitor.api.deps import UNAUTHORIZED_DETAIL, UNAUTHORIZED_HEADERS, presented_token
+from monitor.api.deps import UNAUTHORIZED_DETAIL, UNAUTHORIZED_HEADERS, presented_token, token_is_valid
 from monitor.api.errors import unavailable_response
 from monitor.store.unavailable import is_unavailable
 
@@ -37,7 +36,7 @@ class TokenGate:
         connection = HTTPConnection(scope)
         verifier = connection.app.state.verifier
         try:  # the verifier may refresh its stored hashes from the database: not on the event loop
-            valid = await run_in_threadpool(verifier.is_valid, presented_token(connection))
+            valid = await token_is_valid(verifier, presented_token(connection))
         except DBAPIError as exc:
             if not is_unavailable(exc):
                 raise
