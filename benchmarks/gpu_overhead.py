@@ -5,13 +5,16 @@
 (a) ``none``: forward, loss, backward, clip, optimiser step -- no host sync anywhere;
 (b) ``item``: plus the per-batch readings fetched with ``.item()``
     (``trainer_client.diagnostics.item_readings``: one host sync per reading);
-(c) ``collector``: plus ``DiagnosticsCollector.collect`` (device-side reductions, one
-    async copy into pinned memory per batch, handed out when its CUDA event completes).
+(c) ``collector``: plus ``DiagnosticsCollector.collect`` (device-side reductions on a side
+    CUDA stream, one async copy into pinned memory per batch, handed out when its CUDA
+    event completes);
+(d) ``collector_same_stream``: (c) with ``side_stream=False`` (the reductions queue on the
+    training stream): shows what the side stream buys.
 
 Why the method: the CPU queues GPU work asynchronously, so per-step host timers would
 measure launch time, not GPU time. Each round synchronises only at its two ends (CUDA
-events), after a warmup; modes are interleaved round by round (a, b, c, a, b, c, ...) so
-clock/thermal drift hits all three alike, and the median round is reported. Prints one
+events), after a warmup; modes are interleaved round by round (a, b, c, d, a, b, c, d, ...) so
+clock/thermal drift hits all modes alike, and the median round is reported. Prints one
 JSON object on stdout; progress goes to stderr.
 """
 
@@ -34,7 +37,7 @@ from trainer_client.demo_model import Forward, GridTasks, ModelConfig, RLANLike
 from trainer_client.diagnostics import DiagnosticsCollector, item_readings
 from trainer_client.stability import clue_diversity_loss, lora_norm_regularization
 
-MODES = ("none", "item", "collector")
+MODES = ("none", "item", "collector", "collector_same_stream")
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def monitor_hook(mode: str, sink: Callable[[dict], None]) -> tuple[Callable[...,
             sink(item_readings(lora_delta=out.lora_delta, stop_logits=out.stop_logits, attention=out.attention,
                                logits=out.logits, targets=y, loss=loss, grad_norm=grad_norm))
         return per_step, (lambda: None)
-    collector = DiagnosticsCollector(sink=sink)
+    collector = DiagnosticsCollector(sink=sink, side_stream=mode == "collector")
 
     def collect(step: int, out: Forward, loss: Tensor, grad_norm: Tensor, y: Tensor) -> None:
         collector.collect(step, 0, lora_delta=out.lora_delta, stop_logits=out.stop_logits,
@@ -156,6 +159,7 @@ def measure(bench: Bench, steps: int, warmup: int, rounds: int) -> dict[str, Any
         "per_round_ms": per_round,
         "ratio_item_vs_none": median["item"] / median["none"],
         "ratio_collector_vs_none": median["collector"] / median["none"],
+        "ratio_collector_same_stream_vs_none": median["collector_same_stream"] / median["none"],
         "records_collected": len(records),
     }
 
@@ -178,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny model, few steps: checks the script runs")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default 200; smoke 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per mode first (default 30)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of (none, item, collector) (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of every mode (default 5)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for the forward pass")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (1 keeps a CPU run steady on a shared machine)")

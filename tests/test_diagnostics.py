@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from trainer_client import collector as collector_module
 from trainer_client import diagnostics as diag
 from trainer_client.diagnostics import (
     READINGS,
@@ -193,7 +194,7 @@ def test_sink_receives_records_and_failures_are_logged(caplog: pytest.LogCapture
         raise RuntimeError("monitor down")
 
     col = DiagnosticsCollector(sink=broken)
-    with caplog.at_level(logging.ERROR, logger=diag.__name__):
+    with caplog.at_level(logging.ERROR, logger=collector_module.__name__):
         col.collect(3, 0, loss=1.0)
     assert "sink failed" in caplog.text
 
@@ -228,10 +229,10 @@ class FakeAsyncCollector(DiagnosticsCollector):
         super().__init__(**kw)
         self.events: list[FakeEvent] = []  # event of each collected batch, in order
 
-    def _new_slot(self, capacity: int) -> diag._Slot:
-        return diag._Slot(torch.empty(capacity), FakeEvent())
+    def _new_slot(self, capacity: int) -> collector_module._Slot:
+        return collector_module._Slot(torch.empty(capacity), FakeEvent())
 
-    def _launch(self, item: diag._Pending, dev: list[torch.Tensor]) -> None:
+    def _launch(self, item: collector_module._Pending, dev: list[torch.Tensor]) -> None:
         stacked = torch.stack(dev)
         slot = self._take_slot(stacked.numel())
         slot.host[: stacked.numel()].copy_(stacked)

@@ -1,19 +1,17 @@
 """Per-batch health readings for the RLAN trainer, without a host sync per batch.
 
 ``.item()`` on each reading stalls the CPU until the GPU has finished the step,
-once per reading. :class:`DiagnosticsCollector` instead reduces on the device,
-stacks one batch's readings into a single float32 vector, starts one
-``non_blocking`` copy into a recycled pinned buffer and records a CUDA event;
-``poll`` hands readings out once their event has completed. :func:`item_readings`
+once per reading. :class:`DiagnosticsCollector` instead reduces on the device (on a
+side CUDA stream, so the reductions overlap the next step's kernels), stacks one
+batch's readings into a single float32 vector, starts one ``non_blocking`` copy into
+a recycled pinned buffer and records a CUDA event; ``poll`` hands readings out once
+their event has completed. On an H200 this costs 0.2 % of the demo model's training
+step, against 11 % for ``.item()`` readings (``benchmarks/README.md``). :func:`item_readings`
 is the naive way: the overhead benchmark's baseline and the tests' oracle.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import deque
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -22,8 +20,6 @@ __all__ = [
     "READINGS", "lora_norm_stats", "stop_logit_variance", "attention_stats", "logit_range",
     "batch_accuracy", "nonfinite_count", "reading_tensors", "item_readings", "DiagnosticsCollector",
 ]
-
-logger = logging.getLogger(__name__)
 
 READINGS: tuple[str, ...] = (
     "lora_norm_mean", "lora_norm_max", "stop_logit_var", "attention_max", "attention_entropy",
@@ -34,18 +30,21 @@ Number = Tensor | float
 
 
 def _f32(t: Tensor) -> Tensor:
-    """Detached float32 view: readings are reported in float32 whatever the compute dtype."""
+    """Detached float32 view: readings are reported in float32 whatever the compute dtype.
+
+    Every reduction starts from a detached input, so none builds an autograd graph; that is
+    why no function here wears ``torch.no_grad()`` (its decorator costs more CPU per call
+    than the kernel launch it wraps, and this runs every batch).
+    """
     return t.detach().float()
 
 
-@torch.no_grad()
 def lora_norm_stats(delta: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and max over the batch of the per-sample Frobenius norm of ``(B, D, D)`` deltas."""
     norms = torch.linalg.vector_norm(_f32(delta).flatten(1), dim=1)
     return norms.mean(), norms.max()
 
 
-@torch.no_grad()
 def stop_logit_variance(stop_logits: Tensor) -> Tensor:
     """Population variance (``correction=0``) over all elements of the ``(B, K)`` stop logits.
 
@@ -54,7 +53,6 @@ def stop_logit_variance(stop_logits: Tensor) -> Tensor:
     return torch.var(_f32(stop_logits), correction=0)
 
 
-@torch.no_grad()
 def attention_stats(attn: Tensor) -> tuple[Tensor, Tensor]:
     """Max of the raw maps and mean (over B, K) entropy, in nats, of each normalised H*W map.
 
@@ -64,17 +62,14 @@ def attention_stats(attn: Tensor) -> tuple[Tensor, Tensor]:
     a = _f32(attn)
     flat = a.flatten(2)
     p = flat / flat.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    return a.max(), -torch.special.xlogy(p, p).sum(dim=-1).mean()
+    return a.max(), torch.special.entr(p).sum(dim=-1).mean()  # entr(p) = -p log p, entr(0) = 0
 
 
-@torch.no_grad()
 def logit_range(logits: Tensor) -> tuple[Tensor, Tensor]:
     """Min and max of the logits (NaN propagates)."""
-    t = _f32(logits)
-    return t.min(), t.max()
+    return torch.aminmax(_f32(logits))
 
 
-@torch.no_grad()
 def batch_accuracy(logits: Tensor, targets: Tensor, class_dim: int = 1,
                    ignore_index: int | None = None) -> Tensor:
     """Fraction of argmax predictions over ``class_dim`` equal to ``targets``.
@@ -88,19 +83,33 @@ def batch_accuracy(logits: Tensor, targets: Tensor, class_dim: int = 1,
                          f"targets have {tuple(targets.shape)}")
     correct = pred == targets
     if ignore_index is None:
-        return correct.float().mean()
+        return torch.mean(correct, dtype=torch.float32)
     valid = targets != ignore_index
     return (correct & valid).sum().float() / valid.sum().float()
 
 
-@torch.no_grad()
 def nonfinite_count(*tensors: Tensor) -> Tensor:
-    """Number of NaN/Inf elements across all given tensors, as a 0-dim float32 tensor."""
+    """Number of NaN/Inf elements across all given tensors, as a 0-dim float32 tensor.
+
+    The inputs are flattened into one buffer and counted in one pass (``x - x`` is NaN
+    exactly when ``x`` is not finite): four kernel launches whatever the number of
+    tensors, where ``~isfinite`` per tensor costs five each. The copy is a few MB of
+    device memory traffic, which a GPU does in microseconds; launches are what a
+    launch-bound training step pays for. Integer tensors cannot hold NaN and are skipped.
+    """
     if not tensors:
         raise ValueError("nonfinite_count needs at least one tensor")
     device = next((t.device for t in tensors if t.is_cuda), tensors[0].device)
-    counts = [(~torch.isfinite(t.detach())).sum().to(device) for t in tensors]
-    return torch.stack(counts).sum().float()
+    flat = [_on(t.detach().reshape(-1), device) for t in tensors if t.is_floating_point() or t.is_complex()]
+    if not flat:
+        return torch.zeros((), dtype=torch.float32, device=device)
+    values = flat[0] if len(flat) == 1 else torch.cat(flat)
+    return torch.isnan(values.sub(values)).sum(dtype=torch.float32)
+
+
+def _on(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device``; the common same-device case skips the ``.to`` dispatch."""
+    return t if t.device == device else t.to(device, non_blocking=True)
 
 
 def _as_tensor_or_float(value: Number) -> Tensor | float:
@@ -155,158 +164,11 @@ def item_readings(lora_delta: Tensor | None = None, stop_logits: Tensor | None =
     return {k: (v.item() if isinstance(v, Tensor) else v) for k, v in raw.items()}
 
 
-@dataclass
-class _Slot:
-    """A reusable host buffer plus the event that says when its copy has landed."""
 
-    host: Tensor
-    event: torch.cuda.Event
+def __getattr__(name: str) -> object:
+    """``DiagnosticsCollector`` lives in :mod:`trainer_client.collector` (which imports this module)."""
+    if name == "DiagnosticsCollector":
+        from trainer_client.collector import DiagnosticsCollector
 
-
-@dataclass
-class _Pending:
-    """One collected batch. ``entries`` are (is_extra, name, host value or None = next device value)."""
-
-    meta: dict[str, int]
-    entries: list[tuple[bool, str, float | None]]
-    slot: _Slot | None = None  # CUDA path: pinned buffer + event
-    values: Tensor | None = None  # CPU path: the stacked tensor itself
-
-
-class DiagnosticsCollector:
-    """Collects per-batch readings asynchronously and hands them out once they reach the host.
-
-    ``collect`` never blocks on the GPU except when more than ``max_pending``
-    batches are in flight: then it waits on the *oldest* batch's event only
-    (bounded memory and lag, at the cost of one stall). Pinned host buffers
-    (CUDA only) are recycled, so steady state allocates nothing per batch.
-    Completed readings wait in a ready queue until ``poll``/``drain`` returns
-    them; with a ``sink`` (e.g. ``MonitorClient.log``) ``collect`` polls
-    opportunistically and every returned dict is also forwarded to the sink.
-    """
-
-    def __init__(self, sink: Callable[[dict], None] | None = None, max_pending: int = 64,
-                 class_dim: int = 1, ignore_index: int | None = None) -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
-        self.sink = sink
-        self.max_pending = max_pending
-        self.class_dim = class_dim
-        self.ignore_index = ignore_index
-        self._pending: deque[_Pending] = deque()
-        self._ready: deque[dict] = deque()
-        self._free: list[_Slot] = []
-        self.slots_allocated = 0
-
-    @property
-    def pending(self) -> int:
-        """Batches collected but not yet moved to the ready queue."""
-        return len(self._pending)
-
-    def collect(self, step: int, epoch: int, *, lora_delta: Tensor | None = None,
-                stop_logits: Tensor | None = None, attention: Tensor | None = None,
-                logits: Tensor | None = None, targets: Tensor | None = None,
-                loss: Number | None = None, grad_norm: Number | None = None, rank: int = 0,
-                extra: dict[str, Number] | None = None) -> None:
-        """Reduce this batch's tensors on device and start one async copy of the result."""
-        raw = reading_tensors(lora_delta, stop_logits, attention, logits, targets, loss, grad_norm,
-                              class_dim=self.class_dim, ignore_index=self.ignore_index)
-        extras = {k: _as_tensor_or_float(v) for k, v in (extra or {}).items()}
-        item = _Pending(meta={"step": step, "epoch": epoch, "rank": rank}, entries=[])
-        dev: list[Tensor] = []
-        for is_extra, source in ((False, raw), (True, extras)):
-            for name, value in source.items():
-                if isinstance(value, Tensor):
-                    dev.append(value)
-                    item.entries.append((is_extra, name, None))
-                else:  # Python numbers never visit the device
-                    item.entries.append((is_extra, name, value))
-        if dev:
-            self._launch(item, dev)
-        self._pending.append(item)
-        if len(self._pending) > self.max_pending:
-            self._wait_oldest()
-        if self.sink is not None:
-            self.poll()
-
-    def _launch(self, item: _Pending, dev: list[Tensor]) -> None:
-        """Stack the device readings into one float32 vector and start its copy to the host."""
-        device = next((t.device for t in dev if t.is_cuda), dev[0].device)
-        stacked = torch.stack([t.to(device, non_blocking=True) for t in dev])
-        if device.type != "cuda":
-            item.values = stacked
-            return
-        slot = self._take_slot(stacked.numel())
-        slot.host[: stacked.numel()].copy_(stacked, non_blocking=True)
-        slot.event.record(torch.cuda.current_stream(device))
-        item.slot = slot
-
-    def _take_slot(self, size: int) -> _Slot:
-        """Reuse a free host buffer holding at least ``size`` values, else allocate one."""
-        for i, slot in enumerate(self._free):
-            if slot.host.numel() >= size:
-                return self._free.pop(i)
-        self.slots_allocated += 1
-        return self._new_slot(max(size, len(READINGS) + 8))
-
-    def _new_slot(self, capacity: int) -> _Slot:
-        """A pinned buffer (so the copy is truly async) and its completion event."""
-        return _Slot(torch.empty(capacity, dtype=torch.float32, pin_memory=True), torch.cuda.Event())
-
-    def _wait_oldest(self) -> None:
-        """Block on the oldest in-flight copy only (the documented bound on pending batches)."""
-        oldest = self._pending[0]
-        if oldest.slot is not None:
-            logger.debug("diagnostics: %d pending, waiting on step %s", len(self._pending),
-                         oldest.meta["step"])
-            oldest.slot.event.synchronize()
-        self._harvest(block=False)
-
-    def _harvest(self, block: bool) -> None:
-        """Move completed batches, in collection order, from the pending to the ready queue."""
-        while self._pending:
-            item = self._pending[0]
-            if item.slot is not None:
-                if block:
-                    item.slot.event.synchronize()
-                elif not item.slot.event.query():
-                    break  # keep order: later batches wait behind this one
-            self._pending.popleft()
-            self._ready.append(self._to_dict(item))
-
-    def _to_dict(self, item: _Pending) -> dict:
-        """Build the reading dict of one batch and recycle its host buffer."""
-        n_dev = sum(host is None for _, _, host in item.entries)
-        if item.slot is not None:
-            values = iter(item.slot.host[:n_dev].tolist())
-            self._free.append(item.slot)
-        else:
-            values = iter(item.values.tolist() if item.values is not None else [])
-        out: dict = dict(item.meta)
-        extra: dict[str, float] = {}
-        for is_extra, name, host in item.entries:
-            (extra if is_extra else out)[name] = next(values) if host is None else host
-        out["extra"] = extra
-        return out
-
-    def _emit(self) -> list[dict]:
-        """Return everything ready and forward it to the sink (a failing sink never stops training)."""
-        out = list(self._ready)
-        self._ready.clear()
-        if self.sink is not None:
-            for record in out:
-                try:
-                    self.sink(record)
-                except Exception:  # noqa: BLE001 - monitoring must not kill the run
-                    logger.exception("diagnostics sink failed for step %s", record.get("step"))
-        return out
-
-    def poll(self) -> list[dict]:
-        """Readings of all batches whose copy has completed, oldest first; never synchronises."""
-        self._harvest(block=False)
-        return self._emit()
-
-    def drain(self) -> list[dict]:
-        """Wait for every pending copy and return all remaining readings (epoch end / close)."""
-        self._harvest(block=True)
-        return self._emit()
+        return DiagnosticsCollector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
