@@ -12,13 +12,23 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from monitor.schemas.diagnostics import READING_NAMES, DiagnosticRecord
 from monitor.store import runs
 from monitor.store.database import Database
 from monitor.store.diagnostics import insert_records
 from monitor.store.migrate import upgrade
-from monitor.store.rollups import aggregate, rebuild_rollups, update_rollups
+from monitor.store.rollup_models import SeriesRollup
+from monitor.store.rollups import (
+    BUCKET_FIELDS,
+    WIDTHS,
+    Bucket,
+    aggregate,
+    fold_readings,
+    rebuild_rollups,
+    update_rollups,
+)
 from monitor.store.series import RAW_LIMIT, SeriesWindow, read_series
 from monitor.store.series_readings import Readings
 from tests.support.service import LiveService
@@ -155,6 +165,32 @@ def test_rollup_merge_does_not_depend_on_batching() -> None:
         for key, bucket in aggregate(Readings(np.zeros(len(chunk), np.int64), steps[chunk], values[chunk]), 64).items():
             parts.setdefault(key, type(bucket)()).merge(bucket)
     assert parts == whole
+
+
+def test_stored_rollups_merge_in_sql_like_one_aggregate(database_url: str) -> None:
+    """The ON CONFLICT merge in the database gives the buckets of one aggregate of everything."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    ranks = rng.integers(0, 2, size=n).astype(np.int64)
+    steps = rng.permutation(n).astype(np.int64)
+    values = rng.normal(size=n).round(1)  # ties: the earlier step must win on both databases
+    values[[5, 50, 500]] = [math.nan, math.inf, -math.inf]
+    upgrade(database_url)
+    db = Database(database_url)
+    try:
+        with db.write_session() as session:
+            runs.create_or_get_run(session, "merge", name=None, project=None, config=None, escalation_start_epoch=None)
+        for chunk in np.array_split(rng.permutation(n), 9):  # out of order, nine transactions
+            with db.write_session() as session:
+                fold_readings(session, "merge", {"loss": Readings(ranks[chunk], steps[chunk], values[chunk])})
+        with db.read_session() as session:
+            stored = {(row.width, row.rank, row.bucket): Bucket(*(getattr(row, name) for name in BUCKET_FIELDS))
+                      for row in session.scalars(select(SeriesRollup).where(SeriesRollup.run_id == "merge"))}
+    finally:
+        db.dispose()
+    expected = {(width, rank, bucket): stats for width in WIDTHS
+                for (rank, bucket), stats in aggregate(Readings(ranks, steps, values), width).items()}
+    assert stored == expected
 
 
 def test_pruned_raw_rows_fall_back_to_fine_buckets(tmp_path: Path) -> None:

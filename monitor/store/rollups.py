@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from monitor.floats import encode_float
@@ -29,6 +29,7 @@ from monitor.store.series_readings import (
 )
 from monitor.store.models import Diagnostic
 from monitor.store.rollup_models import SeriesRollup
+from monitor.store.rollup_upsert import merge_statement
 
 WIDTHS: tuple[int, ...] = (64, 256, 1024, 4096, 16384)
 COARSE_WIDTH = WIDTHS[-1]
@@ -116,48 +117,13 @@ def update_rollups(session: Session, run_id: str, new_records: Sequence[Diagnost
 
 
 def fold_readings(session: Session, run_id: str, readings: dict[str, Readings]) -> None:
-    """Merge per-metric readings into the stored buckets of every width: one read, two writes."""
-    fresh = {(width, metric, rank, bucket): stats
-             for width in WIDTHS for metric, values in readings.items()
-             for (rank, bucket), stats in aggregate(values, width).items()}
-    if not fresh:
-        return
-    stored = _stored_buckets(session, run_id, fresh)
-    updates, inserts = [], []
-    for key, bucket in fresh.items():
-        found = stored.get(key)
-        if found is None:
-            inserts.append({"run_id": run_id, **dict(zip(("width", "metric", "rank", "bucket"), key)), **vars(bucket)})
-        else:
-            row_id, merged = found
-            merged.merge(bucket)
-            updates.append({"id": row_id, **vars(merged)})
-    if updates:
-        session.execute(update(SeriesRollup), updates)  # bulk UPDATE by primary key (executemany)
-    if inserts:
-        session.execute(insert(SeriesRollup), inserts)
-
-
-def _stored_buckets(session: Session, run_id: str, fresh: dict[Key, Bucket]) -> dict[Key, tuple[int, Bucket]]:
-    """The stored rows that ``fresh`` touches, keyed like it, with their ids."""
-    ranges: dict[int, list[int]] = {}
-    for width, _metric, _rank, bucket in fresh:
-        span = ranges.setdefault(width, [bucket, bucket])
-        span[0], span[1] = min(span[0], bucket), max(span[1], bucket)
-    query = select(SeriesRollup.id, SeriesRollup.width, SeriesRollup.metric, SeriesRollup.rank, SeriesRollup.bucket,
-                   *(getattr(SeriesRollup, name) for name in BUCKET_FIELDS)).where(
-        SeriesRollup.run_id == run_id,
-        SeriesRollup.metric.in_(sorted({key[1] for key in fresh})),
-        SeriesRollup.rank.in_(sorted({key[2] for key in fresh})),
-        or_(*(and_(SeriesRollup.width == width, SeriesRollup.bucket.between(lo, hi))
-              for width, (lo, hi) in ranges.items())),
-    )
-    found = {}
-    for row in session.connection().execute(query):
-        key = (row.width, row.metric, row.rank, row.bucket)
-        if key in fresh:
-            found[key] = (row.id, Bucket(*row[5:]))
-    return found
+    """Merge per-metric readings into the stored buckets of every width: one upsert statement."""
+    rows = [{"run_id": run_id, "width": width, "metric": metric, "rank": rank, "bucket": bucket, **vars(stats)}
+            for width in WIDTHS for metric, values in readings.items()
+            for (rank, bucket), stats in aggregate(values, width).items()]
+    if rows:
+        connection = session.connection()
+        connection.execute(merge_statement(connection.dialect.name), rows)
 
 
 def rebuild_rollups(session: Session, run_id: str, chunk: int = 200_000) -> None:
