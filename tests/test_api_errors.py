@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import anyio
@@ -11,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DataError, OperationalError
 
+from monitor.api import errors
 from monitor.api.errors import install_error_handlers, validation_details
 from monitor.store.unavailable import is_unavailable
 
@@ -83,3 +85,17 @@ def test_validation_details_drop_input_and_escape_surrogates() -> None:
     details = validation_details(errors)
     assert details == [{"type": "missing", "loc": ["body", "url"], "msg": "Field required"},
                        {"type": "extra_forbidden", "loc": ["body", "\\udc00", 0], "msg": "Extra inputs are not permitted"}]
+
+
+def test_outage_warnings_are_throttled(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line per outage burst, then one per interval saying how many were held back."""
+    clock = [100.0]
+    monkeypatch.setattr(errors.time, "monotonic", lambda: clock[0])
+    warn = errors.ThrottledWarning(seconds=5.0)
+    with caplog.at_level(logging.WARNING, logger=errors.log.name):
+        for _ in range(60):
+            warn("database unavailable: %s", "refused")
+            clock[0] += 0.125  # 60 failures over 7.5 s (exact in binary)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["database unavailable: refused",
+                     "database unavailable: refused (39 more like it since the last report)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,29 @@ from monitor.store.runs import RunNotFound
 from monitor.store.unavailable import is_unavailable
 
 log = logging.getLogger(__name__)
+
+
+class ThrottledWarning:
+    """One warning at most every ``seconds``, with how many were held back since.
+
+    Why: during a database outage every request fails the same way; one line per request
+    (about 60 a second under load) buries the rest of the log.
+    """
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+        self._next_at = 0.0
+        self._held_back = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next_at:
+            self._held_back += 1
+            return
+        if self._held_back:
+            message += f" ({self._held_back} more like it since the last report)"
+        log.warning(message, *args)
+        self._next_at, self._held_back = now + self.seconds, 0
 
 
 class InvalidConfig(ValueError):
@@ -58,10 +82,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid_config(_request: Request, exc: InvalidConfig) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _sendable(f"invalid run config: {exc}")})
 
+    warn_unavailable = ThrottledWarning()
+
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
         if is_unavailable(exc):
-            log.warning("database unavailable: %s", exc.orig)
+            warn_unavailable("database unavailable: %s", exc.orig)
             return unavailable_response()
         # A query the database refused is our bug: retrying cannot help, so no 503.
         log.error("database error", exc_info=exc)
