@@ -154,21 +154,8 @@ def test_long_runs_are_served_from_rollups(sqlite_service: LiveService) -> None:
 # --- store level: rollups merge exactly, pruned raw rows are stood in for -----------------------
 
 
-def test_rollup_merge_does_not_depend_on_batching() -> None:
-    rng = np.random.default_rng(0)
-    steps = rng.permutation(5000).astype(np.int64)
-    values = rng.normal(size=5000).round(1)  # plenty of equal values: ties must resolve the same way
-    values[[10, 20]] = [math.nan, math.inf]
-    whole = aggregate(Readings(np.zeros(5000, np.int64), steps, values), 64)
-    parts: dict = {}
-    for chunk in np.array_split(np.arange(5000), 7):
-        for key, bucket in aggregate(Readings(np.zeros(len(chunk), np.int64), steps[chunk], values[chunk]), 64).items():
-            parts.setdefault(key, type(bucket)()).merge(bucket)
-    assert parts == whole
-
-
 def test_stored_rollups_merge_in_sql_like_one_aggregate(database_url: str) -> None:
-    """The ON CONFLICT merge in the database gives the buckets of one aggregate of everything."""
+    """The ON CONFLICT merge gives the buckets of one aggregate of everything, however batched."""
     rng = np.random.default_rng(1)
     n = 3000
     ranks = rng.integers(0, 2, size=n).astype(np.int64)

@@ -3,9 +3,12 @@
 Why in SQL: ingestion folds every batch into five bucket widths per metric. Reading the
 touched rows back and updating them row by row cost more CPU than the insert of the raw
 records itself, for the small batches trainers send every half second. The merge below
-is :meth:`monitor.store.rollups.Bucket.merge` written as ``CASE`` expressions, executed
-as one executemany; SQLite (3.24+) and PostgreSQL share the syntax. Every ``SET``
-expression reads the row's values from before the update, as SQL specifies.
+keeps the smallest and largest finite value with its step (compared as (value, step), the
+order :func:`monitor.store.rollups.aggregate` sorts in, so ties resolve the same however
+ingestion was batched), adds the counts and keeps the earliest non-finite reading, written
+as ``CASE`` expressions and executed as one executemany; SQLite (3.24+) and PostgreSQL
+share the syntax. Every ``SET`` expression reads the row's values from before the update,
+as SQL specifies.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ KEY_COLUMNS = ("run_id", "width", "metric", "rank", "bucket")
 
 
 def _replaces(new: Any, old: Any, value: str, step: str, smaller: bool) -> ColumnElement[bool]:
-    """Whether the fresh extreme wins: compared as (value, step), like ``Bucket.merge``."""
+    """Whether the fresh extreme wins, compared as (value, step)."""
     beats = (lambda a, b: a < b) if smaller else (lambda a, b: a > b)
     return and_(new.count > 0, or_(
         getattr(old, value).is_(None),

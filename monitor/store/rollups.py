@@ -33,7 +33,6 @@ from monitor.store.rollup_upsert import merge_statement
 
 WIDTHS: tuple[int, ...] = (64, 256, 1024, 4096, 16384)
 COARSE_WIDTH = WIDTHS[-1]
-Key = tuple[int, str, int, int]  # (width, metric, rank, bucket)
 
 
 @dataclass
@@ -48,20 +47,6 @@ class Bucket:
     nonfinite_count: int = 0
     nonfinite_step: int | None = None
     nonfinite_value: str | None = None
-
-    def merge(self, other: Bucket) -> None:
-        """Fold ``other`` in. Extremes compare as (value, step), as :func:`aggregate` sorts them,
-        so equal values resolve the same way however the readings were batched."""
-        if other.count:
-            if self.min_value is None or (other.min_value, other.min_step) < (self.min_value, self.min_step):
-                self.min_value, self.min_step = other.min_value, other.min_step
-            if self.max_value is None or (other.max_value, other.max_step) > (self.max_value, self.max_step):
-                self.max_value, self.max_step = other.max_value, other.max_step
-            self.count += other.count
-        if other.nonfinite_count:
-            if self.nonfinite_step is None or other.nonfinite_step < self.nonfinite_step:
-                self.nonfinite_step, self.nonfinite_value = other.nonfinite_step, other.nonfinite_value
-            self.nonfinite_count += other.nonfinite_count
 
 
 BUCKET_FIELDS: tuple[str, ...] = tuple(item.name for item in fields(Bucket))
