@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import create_database, drop_database
+from tests.support.receiver import Receiver
 from tests.support.service import LiveService
 
 
@@ -64,3 +65,10 @@ def sqlite_service(sqlite_url: str, token: str, tmp_path: Path) -> Iterator[Live
         yield live
     finally:
         live.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver (HTTP server) on a free loopback port."""
+    with Receiver() as live:
+        yield live

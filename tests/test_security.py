@@ -241,15 +241,6 @@ def test_no_plain_comparison_of_credentials_anywhere() -> None:
 
 # ----------------------------------------------------------------------------------- webhooks
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    live = Receiver().start()
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture
 def debug_service(sqlite_url: str, token: str, tmp_path: Path) -> Iterator[LiveService]:
     """The service logging at DEBUG: the most it ever writes."""
     live = LiveService(sqlite_url, token, tmp_path / "service.log",

@@ -29,11 +29,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    live = Receiver().start()
-    try:
+    """One receiver for the module (the tests here only need somewhere to point at)."""
+    with Receiver() as live:
         yield live
-    finally:
-        live.stop()
 
 
 def test_create_returns_a_generated_secret_once(api: LiveService, receiver: Receiver) -> None:

@@ -40,13 +40,6 @@ def start_service(database_url: str, token: str, tmp_path: Path) -> Iterator[Cal
         live.close()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    live = Receiver().start()
-    yield live
-    live.stop()
-
-
 def wait_deliveries(service: LiveService, predicate: Callable[[list[dict[str, Any]]], bool],
                     timeout: float = 20, **params: Any) -> list[dict[str, Any]]:
     """Poll GET /api/v1/deliveries until ``predicate`` holds on the rows."""

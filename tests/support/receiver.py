@@ -69,6 +69,12 @@ class Receiver:
         self._thread.start()
         return self
 
+    def __enter__(self) -> "Receiver":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Go down: close the listening socket (connections are refused until ``start``)."""
         if self._server is None:
