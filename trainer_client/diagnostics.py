@@ -12,7 +12,6 @@ is the naive way: the overhead benchmark's baseline and the tests' oracle.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
@@ -162,7 +161,6 @@ def item_readings(lora_delta: Tensor | None = None, stop_logits: Tensor | None =
     raw = reading_tensors(lora_delta, stop_logits, attention, logits, targets, loss, grad_norm,
                           class_dim=class_dim, ignore_index=ignore_index)
     return {k: (v.item() if isinstance(v, Tensor) else v) for k, v in raw.items()}
-
 
 
 def __getattr__(name: str) -> object:
