@@ -19,6 +19,7 @@ from monitor.api.request_metrics import RequestMetrics
 from monitor.api.token_gate import TokenGate
 from monitor.auth import TokenVerifier
 from monitor.settings import Settings, get_settings
+from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
 from monitor.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         worker = DeliveryWorker(db, settings)
         app.state.delivery_worker = worker
+        app.state.row_reader = None if db.is_sqlite else AsyncRowReader(libpq_conninfo(db.url))
         worker.start()
         try:
             yield
         finally:
             worker.stop()
+            if app.state.row_reader is not None:
+                await app.state.row_reader.close()
             db.dispose()
 
     app = FastAPI(

@@ -6,14 +6,15 @@ state, the events, the decision and the outbox rows commit together or not at al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from monitor.alerts import outbox
 from monitor.metrics import observe_rules
-from monitor.rules.decision import decide
+from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
 from monitor.rules.thresholds import Thresholds
 from monitor.rules.types import EpochReading, RuleState, RuleTransition
@@ -65,20 +66,39 @@ def _persist(
     """Save states, record events, refresh the decision, and queue webhooks for what changed."""
     save_states(session, run.run_id, states)
     events.add_rule_events(session, run.run_id, transitions)
-    verdict = decide(states.values(), thresholds, run.last_epoch, run.last_step, start_epoch(run, thresholds))
+    verdict, body = decision_answer(run, states.values(), thresholds)
     decision_changed = verdict.decision != run.decision
     run.health = verdict.health
     run.decision = verdict.decision
+    run.decision_body = json.dumps(body, separators=(",", ":"), allow_nan=False)
     link = dashboard_link(public_url, run.run_id)
     for item in transitions:
         outbox.enqueue(session, run.run_id, f"rule.{item.kind}", _transition_data(run, item, link))
     if decision_changed:
-        body = verdict.to_dict()
         events.add_decision(session, run.run_id, verdict.decision, body["reasons"], run.last_step, run.last_epoch)
         data = {"run_id": run.run_id, "run_name": run.name, "decision": verdict.decision,
                 "reasons": body["reasons"], "actions": body["actions"], "step": run.last_step,
                 "epoch": run.last_epoch, "dashboard_url": link}
         outbox.enqueue(session, run.run_id, f"decision.{verdict.decision}", data)
+
+
+def refresh_decision(session: Session, run: Run, public_url: str) -> None:
+    """Decide again after the run's config or escalation start changed (PUT), with no new readings.
+
+    Same bookkeeping as ingestion: the stored answer is rewritten, and a changed decision
+    is recorded and alerted on.
+    """
+    thresholds = thresholds_for(run)
+    _persist(session, run, load_states(session, run.run_id), [], thresholds, public_url)
+
+
+def decision_answer(run: Run, states: Iterable[RuleState], thresholds: Thresholds) -> tuple[Decision, dict[str, Any]]:
+    """The decision and the whole ``GET /escalation/decision`` body (JSON-safe: NaN spelled out)."""
+    start = start_epoch(run, thresholds)
+    verdict = decide(states, thresholds, run.last_epoch, run.last_step, start)
+    body = verdict.to_dict()
+    body.update(run_id=run.run_id, epoch=run.last_epoch, step=run.last_step, escalation_start_epoch=start)
+    return verdict, body
 
 
 def start_epoch(run: Run, thresholds: Thresholds) -> int | None:

@@ -17,13 +17,13 @@ UNAUTHORIZED_DETAIL = "missing or invalid bearer token"
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
-def get_db(request: Request) -> Database:
-    """The process's database."""
+async def get_db(request: Request) -> Database:
+    """The process's database (``async``: FastAPI runs plain ``def`` dependencies in a worker thread)."""
     return request.app.state.db
 
 
-def get_app_settings(request: Request) -> Settings:
-    """The process's settings."""
+async def get_app_settings(request: Request) -> Settings:
+    """The process's settings (``async`` for the same reason as ``get_db``)."""
     return request.app.state.settings
 
 

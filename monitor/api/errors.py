@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from monitor.store.runs import RunNotFound
-from monitor.store.unavailable import is_unavailable
+from monitor.store.unavailable import DatabaseUnavailable, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": _sendable(f"invalid run config: {exc}")})
 
     warn_unavailable = ThrottledWarning()
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _unavailable(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        warn_unavailable("database unavailable: %s", exc)
+        return unavailable_response()
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from monitor.api.deps import DbDep, require_token
+from monitor.api.deps import DbDep, SettingsDep, require_token
 from monitor.api.errors import InvalidConfig
 from monitor.api.paging import Limit, Offset
+from monitor.evaluation import refresh_decision
 from monitor.rules.thresholds import Thresholds
 from monitor.schemas.runs import RUN_ID_PATTERN, RunCreated, RunOut, RunUpsert
 from monitor.schemas.text import StorableStr
@@ -19,7 +20,7 @@ RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="Caller-chosen r
 
 
 @router.put("/{run_id}", response_model=RunCreated)
-def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, response: Response) -> dict[str, Any]:
+def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, settings: SettingsDep, response: Response) -> dict[str, Any]:
     """Create the run, or return it unchanged for a resumed trainer (idempotent)."""
     if body.config is not None:
         try:
@@ -31,6 +32,7 @@ def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, response: Response) ->
             session, run_id, name=body.name, project=body.project, config=body.config,
             escalation_start_epoch=body.escalation_start_epoch,
         )
+        refresh_decision(session, run, settings.public_url)
         session.flush()
         out = RunOut.model_validate(run).model_dump()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -3,6 +3,11 @@
 Writers on SQLite take the write lock up front (``BEGIN IMMEDIATE``) so two transactions
 never deadlock upgrading a read lock; readers use WAL snapshots and never block writers.
 On PostgreSQL, per-run serialisation comes from ``SELECT ... FOR UPDATE`` on the run row.
+
+Hot one-row reads (the trainer's decision poll) go through ``Database.read_row``: a second,
+autocommit engine without pre-ping, so such a read is one statement and, on PostgreSQL, one
+round trip instead of four (ping, BEGIN, SELECT, ROLLBACK); a connection found dead is
+retried once on a fresh one.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from typing import Any
+
+from sqlalchemy import Engine, Executable, Row, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 WRITE_OPTION = "monitor_write"
@@ -25,16 +33,20 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _prepare_sqlite(engine: Engine) -> None:
-    """WAL, a generous busy timeout, foreign keys, and explicit BEGINs."""
+def _sqlite_pragmas(engine: Engine) -> None:
+    """WAL, a generous busy timeout, foreign keys; the driver's own transaction handling off."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves below
+        dbapi_conn.isolation_level = None  # BEGIN is emitted by _explicit_begin (or never: autocommit)
         cursor = dbapi_conn.cursor()
         for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+
+
+def _explicit_begin(engine: Engine) -> None:
+    """``BEGIN IMMEDIATE`` for write sessions, a deferred ``BEGIN`` for the rest."""
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
@@ -42,17 +54,23 @@ def _prepare_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
-    """An engine for ``url``; creates the SQLite file's folder if needed."""
+def make_engine(url: str, pool_size: int = 10, *, autocommit: bool = False) -> Engine:
+    """An engine for ``url``; creates the SQLite file's folder if needed.
+
+    ``autocommit``: every statement on its own, no pre-ping (the engine behind ``read_row``).
+    """
     url = normalise_url(url)
     parsed = make_url(url)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _prepare_sqlite(engine)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
+        _sqlite_pragmas(engine)
+        if not autocommit:
+            _explicit_begin(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=not autocommit, **options)
 
 
 class Database:
@@ -63,6 +81,8 @@ class Database:
         self.engine = make_engine(self.url, pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._pool_size = pool_size
+        self._row_engine: Engine | None = None
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -82,6 +102,27 @@ class Database:
                 session.rollback()
                 raise
 
+    def read_row(self, statement: Executable) -> Row[Any] | None:
+        """One statement's first row, on the autocommit engine (made on first use).
+
+        Without pre-ping a pooled connection may be dead (database restarted): that raises
+        with ``connection_invalidated`` and the pool drops it, so one retry gets a fresh one.
+        """
+        try:
+            return self._first_row(statement)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._first_row(statement)
+
+    def _first_row(self, statement: Executable) -> Row[Any] | None:
+        if self._row_engine is None:
+            self._row_engine = make_engine(self.url, self._pool_size, autocommit=True)
+        with self._row_engine.connect() as conn:
+            return conn.execute(statement).first()
+
     def dispose(self) -> None:
         """Close pooled connections (shutdown, tests)."""
         self.engine.dispose()
+        if self._row_engine is not None:
+            self._row_engine.dispose()

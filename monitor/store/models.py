@@ -86,6 +86,9 @@ class Run(Base):
     record_count: Mapped[int] = mapped_column(BigInteger, default=0)
     decision: Mapped[str] = mapped_column(String(16), default="continue")
     health: Mapped[str] = mapped_column(String(16), default="ok")
+    # The whole GET /escalation/decision answer as JSON text, rewritten by every transaction
+    # that changes its inputs (ingest, epoch, PUT): the endpoint serves it with one key lookup.
+    decision_body: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Diagnostic(Base):

@@ -8,6 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from monitor.store.async_rows import AsyncRowReader
+from monitor.store.database import Database
 from monitor.store.models import Run, utcnow
 
 
@@ -44,7 +46,7 @@ def create_or_get_run(
     Returns (run, created). A resumed trainer sends the same body and keeps its run; a
     changed config updates the stored one (thresholds apply from then on).
     """
-    run = session.get(Run, run_id)
+    run = session.get(Run, run_id, with_for_update=True)  # ingestion of this run waits (PostgreSQL)
     if run is None:
         run = Run(
             run_id=run_id,
@@ -58,7 +60,7 @@ def create_or_get_run(
             session.flush()
         except IntegrityError:  # a concurrent PUT created it first
             session.rollback()
-            return get_run(session, run_id), False
+            return get_run(session, run_id, lock=True), False
         return run, True
     _update_run(run, name, project, config, escalation_start_epoch)
     return run, False
@@ -77,6 +79,27 @@ def _update_run(
     if start is not None:
         run.escalation_start_epoch = start
     run.updated_at = utcnow()
+
+
+def stored_decision(db: Database, run_id: str) -> tuple[str, str | None]:
+    """The run's decision and its stored answer body (None for runs stored before migration 0003)."""
+    row = db.read_row(select(Run.decision, Run.decision_body).where(Run.run_id == run_id))
+    if row is None:
+        raise RunNotFound(run_id)
+    return row.decision, row.decision_body
+
+
+# The same read for PostgreSQL's async connections (monitor.store.async_rows), which take SQL text.
+STORED_DECISION_SQL = (f"SELECT {Run.decision.key}, {Run.decision_body.key} FROM {Run.__tablename__} "
+                       f"WHERE {Run.run_id.key} = %s")
+
+
+async def stored_decision_async(reader: AsyncRowReader, run_id: str) -> tuple[str, str | None]:
+    """``stored_decision`` from the event loop, on PostgreSQL."""
+    row = await reader.fetch_one(STORED_DECISION_SQL, (run_id,))
+    if row is None:
+        raise RunNotFound(run_id)
+    return row[0], row[1]
 
 
 def list_runs(session: Session, project: str | None = None, limit: int = 200, offset: int = 0) -> list[Run]:

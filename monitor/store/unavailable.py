@@ -19,13 +19,21 @@ SQLITE_TRANSIENT_MESSAGES = ("database is locked", "database table is locked", "
 POSTGRES_TRANSIENT_STATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01", "55P03")
 
 
+class DatabaseUnavailable(Exception):
+    """Raised by reads that bypass SQLAlchemy (``monitor.store.async_rows``); the API answers 503."""
+
+
 def is_unavailable(exc: DBAPIError) -> bool:
     """True when the database could not be reached or was busy, so the same request may succeed later."""
     if exc.connection_invalidated:
         return True
     if not isinstance(exc, (OperationalError, InterfaceError)):  # data, integrity, programming errors
         return False
-    orig = exc.orig
+    return is_transient_driver_error(exc.orig)
+
+
+def is_transient_driver_error(orig: BaseException | None) -> bool:
+    """The same test on the driver's own exception (sqlite3 or psycopg)."""
     code = getattr(orig, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF in SQLITE_TRANSIENT_CODES
