@@ -18,6 +18,7 @@ from monitor.api.raw_body import add_body_schemas
 from monitor.api.request_metrics import RequestMetrics
 from monitor.api.token_gate import TokenGate
 from monitor.auth import TokenVerifier
+from monitor.gc_tuning import tune_gc
 from monitor.settings import Settings, get_settings
 from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
 from monitor.store.database import Database
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("no API token configured: every API call will get 401 "
                         "(set MONITOR_API_TOKEN or run `python -m monitor token create`)")
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+        tune_gc(settings.gc_gen0_threshold)
         worker = DeliveryWorker(db, settings)
         app.state.delivery_worker = worker
         app.state.row_reader = None if db.is_sqlite else AsyncRowReader(libpq_conninfo(db.url))

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     gil_switch_interval_ms: float = Field(
         default=0.5, gt=0, description="Python thread switch interval: short keeps reads snappy under ingest load."
     )
+    gc_gen0_threshold: int = Field(
+        default=10_000, ge=100, description="Allocations between young-generation collections (CPython's "
+        "default is 700); see monitor.gc_tuning.",
+    )
     ingest_concurrency: int = Field(
         default=2, ge=1, description="Ingest requests processed at once per process; more wait their turn."
     )
