@@ -1,6 +1,7 @@
 """Run every benchmark, print the table (ours, peer, ratio, goal, pass) and write the JSON.
 
     python -m benchmarks.run [--smoke] [--only NAME ...] [--out benchmarks/results/latest.json]
+                             [--service-cpus 0,1 [--client-cpus 4-15] [--load-processes N]]
 
 ``--smoke`` runs everything tiny (seconds) to check the scripts work; without the peers'
 venv (``benchmarks/setup_peers.sh``) the peer columns are skipped with a note. Progress goes
@@ -22,6 +23,7 @@ from typing import Any
 
 from benchmarks import decision, footprint, gpu, ingest, log_call, series_chart
 from benchmarks.common import REPO_ROOT, Result, peers_python, say
+from benchmarks.placement import Placement, parse_cpus
 from benchmarks.report import machine, render_table, write_json
 from benchmarks.sizes import FULL, SMOKE, Sizes
 
@@ -33,8 +35,8 @@ SMOKE_OUT = REPO_ROOT / "benchmarks" / "results" / "smoke.json"
 class Suite:
     """Runs the chosen benchmarks in order; ingest's (and series') raw figures feed the footprint rows."""
 
-    def __init__(self, sizes: Sizes, workdir: Path, smoke: bool) -> None:
-        self.sizes, self.workdir, self.smoke = sizes, workdir, smoke
+    def __init__(self, sizes: Sizes, workdir: Path, smoke: bool, placement: Placement = Placement()) -> None:
+        self.sizes, self.workdir, self.smoke, self.placement = sizes, workdir, smoke, placement
         self.results: dict[str, Result] = {}
         self._ingest_raw: dict[str, Any] | None = None
 
@@ -43,7 +45,7 @@ class Suite:
             "log_call": lambda: log_call.run(self.sizes, self.workdir),
             "ingest": lambda: ingest.run_from(self.ingest_raw()),
             "footprint": self.footprint,
-            "decision": lambda: decision.run(self.sizes, self.workdir),
+            "decision": lambda: decision.run(self.sizes, self.workdir, self.placement),
             "series": lambda: series_chart.run(self.sizes, self.workdir),
             "gpu_overhead": lambda: gpu.run(self.sizes, self.workdir, self.smoke),
         }[name]
@@ -76,6 +78,14 @@ class Suite:
         return result
 
 
+def _cpu_list(text: str) -> frozenset[int]:
+    """argparse type for ``--service-cpus``: the parse error becomes the usage message."""
+    try:
+        return parse_cpus(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="everything tiny: checks the scripts work")
@@ -84,7 +94,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"JSON results (default {DEFAULT_OUT.relative_to(REPO_ROOT)}; "
                              f"smoke: {SMOKE_OUT.relative_to(REPO_ROOT)})")
-    return parser.parse_args(argv)
+    parser.add_argument("--service-cpus", type=_cpu_list, default=None, metavar="CPUS",
+                        help="decision: pin the service to these CPUs (e.g. 0,1) and every client to the rest")
+    parser.add_argument("--client-cpus", type=_cpu_list, default=None, metavar="CPUS",
+                        help="decision: the load generators' and probe's CPUs (default: all but the service's)")
+    parser.add_argument("--load-processes", type=int, default=2, metavar="N",
+                        help="decision: load-generator processes (default 2; more on a big host, so the "
+                             "service, not the generators, is the bottleneck)")
+    args = parser.parse_args(argv)
+    if args.load_processes < 1:
+        parser.error("--load-processes must be at least 1")
+    if args.service_cpus and args.client_cpus and args.service_cpus & args.client_cpus:
+        parser.error("--service-cpus and --client-cpus overlap")
+    if args.service_cpus and not args.client_cpus and args.service_cpus >= os.sched_getaffinity(0):
+        parser.error("--service-cpus leaves no CPU for the clients")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,11 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for name in NAMES if not args.only or name in args.only]
     meta = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": args.smoke, "sizes": asdict(sizes),
             "peers_venv": str(peers_python()) if peers_python() else None, "machine": machine()}
+    placement = Placement(args.service_cpus, args.load_processes, args.client_cpus)
+    meta["placement"] = placement.describe()
     if peers_python() is None:
         say("peers venv missing (benchmarks/setup_peers.sh): peer columns will be empty")
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        suite = Suite(sizes, Path(tmp), args.smoke)
+        suite = Suite(sizes, Path(tmp), args.smoke, placement)
         results = [suite.run_one(name) for name in names]
     meta["total_seconds"] = round(time.monotonic() - start, 1)
     write_json(out, results, meta)

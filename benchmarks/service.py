@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.placement import pinned_to
 from tests.support.postgres import create_database, drop_database, ensure_postgres_running
 from tests.support.service import LiveService, free_port
 
@@ -36,10 +37,12 @@ def scratch_database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def running_service(database_url: str, workdir: Path, workers: int = 1) -> Iterator[LiveService]:
-    """``python -m monitor serve`` on a free loopback port with a random API token."""
+def running_service(database_url: str, workdir: Path, workers: int = 1,
+                    cpus: frozenset[int] | None = None) -> Iterator[LiveService]:
+    """``python -m monitor serve`` on a free loopback port with a random API token (on ``cpus``, if given)."""
     token = "bench-" + secrets.token_hex(16)
-    live = LiveService(database_url, token, workdir / f"service-{secrets.token_hex(3)}.log", workers=workers)
+    live = LiveService(database_url, token, workdir / f"service-{secrets.token_hex(3)}.log", workers=workers,
+                       preexec=pinned_to(cpus))
     live.start(timeout=120)
     try:
         yield live

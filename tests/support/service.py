@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,13 +28,15 @@ class LiveService:
     """A monitor process; ``client`` talks to it with a valid token."""
 
     def __init__(self, database_url: str, token: str, log_path: Path, env: dict[str, str] | None = None,
-                 port: int | None = None, workers: int = 1) -> None:
+                 port: int | None = None, workers: int = 1,
+                 preexec: Callable[[], None] | None = None) -> None:
         self.database_url = database_url
         self.token = token
         self.log_path = log_path
         self.extra_env = env or {}
         self.port = port or free_port()
         self.workers = workers
+        self.preexec = preexec  # run in the child before exec (benchmarks pin it to CPUs)
         self.process: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.base_url, headers=self.auth_headers, timeout=30)
 
@@ -54,6 +57,7 @@ class LiveService:
             [sys.executable, "-m", "monitor", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--database-url", self.database_url, "--workers", str(self.workers)],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=self.preexec,
         )
         self.wait_ready(timeout)
         return self
