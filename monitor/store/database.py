@@ -4,10 +4,11 @@ Writers on SQLite take the write lock up front (``BEGIN IMMEDIATE``) so two tran
 never deadlock upgrading a read lock; readers use WAL snapshots and never block writers.
 On PostgreSQL, per-run serialisation comes from ``SELECT ... FOR UPDATE`` on the run row.
 
-Hot one-row reads (the trainer's decision poll) go through ``Database.read_row``: a second,
-autocommit engine without pre-ping, so such a read is one statement and, on PostgreSQL, one
-round trip instead of four (ping, BEGIN, SELECT, ROLLBACK); a connection found dead is
-retried once on a fresh one.
+Hot one-row reads (the trainer's decision poll on SQLite) go through ``Database.read_row``:
+a second, autocommit engine without pre-ping, so such a read is one statement (on
+PostgreSQL one round trip instead of four: ping, BEGIN, SELECT, ROLLBACK); a connection
+found dead is retried once on a fresh one. The service's PostgreSQL decision reads use
+``monitor.store.async_rows`` instead, and fall back to ``read_row`` only without it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
 from typing import Any
 
 from sqlalchemy import Engine, Executable, Row, create_engine, event
