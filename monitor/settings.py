@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         "default is 700); see monitor.gc_tuning.",
     )
     ingest_concurrency: int = Field(
-        default=2, ge=1, description="Ingest requests processed at once per process; more wait their turn."
+        default=1, ge=1, description="Ingest requests processed at once per process; more wait their turn. "
+        "1 keeps the decision poll fastest; 2 buys ~10 % bulk-import throughput (benchmarks/README.md).",
     )
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without a token (for a scraper on a private network)."

@@ -5,7 +5,10 @@ anyway, so more than a couple of ingest handlers at once buy no throughput: they
 queue on the lock and fight every other thread for the GIL. A decision request arriving
 then waits behind all of them. With the cap, surplus ingest requests wait (cheaply, as
 coroutines) for a slot, and a decision needs to share the interpreter with at most
-``ingest_concurrency`` busy threads.
+``ingest_concurrency`` busy threads. The default is one: with 16 runs ingesting flat out
+on two cores, one slot instead of two took the decision p99 from 25 to 10-12 ms on
+PostgreSQL and from 10.5-11.5 to 8.8 ms on SQLite, with as many records stored per second;
+only a bulk import from two senders was about 10 % faster with two slots.
 """
 
 from __future__ import annotations
