@@ -70,7 +70,7 @@ def _persist(
     decision_changed = verdict.decision != run.decision
     run.health = verdict.health
     run.decision = verdict.decision
-    run.decision_body = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    run.decision_body = answer_json(body)
     link = dashboard_link(public_url, run.run_id)
     for item in transitions:
         outbox.enqueue(session, run.run_id, f"rule.{item.kind}", _transition_data(run, item, link))
@@ -99,6 +99,11 @@ def decision_answer(run: Run, states: Iterable[RuleState], thresholds: Threshold
     body = verdict.to_dict()
     body.update(run_id=run.run_id, epoch=run.last_epoch, step=run.last_step, escalation_start_epoch=start)
     return verdict, body
+
+
+def answer_json(body: dict[str, Any]) -> str:
+    """The answer as the compact JSON text that is stored and served."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
 def start_epoch(run: Run, thresholds: Thresholds) -> int | None:
