@@ -13,6 +13,7 @@ loop directly (see ``monitor.api.escalation``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -36,7 +37,7 @@ class AsyncRowReader:
         self._slots = asyncio.Semaphore(size)
         self._idle: list[psycopg.AsyncConnection[Any]] = []
 
-    async def fetch_one(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    async def fetch_one(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of ``query``; ``DatabaseUnavailable`` when PostgreSQL cannot be reached."""
         async with self._slots:
             try:
@@ -45,12 +46,12 @@ class AsyncRowReader:
                 except psycopg.OperationalError:
                     await self._drop_idle()  # a restart kills every pooled connection
                     return await self._fetch(query, params)
-            except psycopg.Error as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # as is_unavailable gates them
                 if is_transient_driver_error(exc):
                     raise DatabaseUnavailable(str(exc)) from exc
                 raise
 
-    async def _fetch(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    async def _fetch(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, ...] | None:
         conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,

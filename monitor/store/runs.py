@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -81,22 +82,22 @@ def _update_run(
     run.updated_at = utcnow()
 
 
+_STORED_DECISION = select(Run.decision, Run.decision_body).where(Run.run_id == bindparam("run_id"))
+# The same query as psycopg's SQL text, for the async connections (monitor.store.async_rows).
+_STORED_DECISION_PSYCOPG = str(_STORED_DECISION.compile(dialect=PGDialect_psycopg()))
+
+
 def stored_decision(db: Database, run_id: str) -> tuple[str, str | None]:
     """The run's decision and its stored answer body (None for runs stored before migration 0003)."""
-    row = db.read_row(select(Run.decision, Run.decision_body).where(Run.run_id == run_id))
+    row = db.read_row(_STORED_DECISION.params(run_id=run_id))
     if row is None:
         raise RunNotFound(run_id)
     return row.decision, row.decision_body
 
 
-# The same read for PostgreSQL's async connections (monitor.store.async_rows), which take SQL text.
-STORED_DECISION_SQL = (f"SELECT {Run.decision.key}, {Run.decision_body.key} FROM {Run.__tablename__} "
-                       f"WHERE {Run.run_id.key} = %s")
-
-
 async def stored_decision_async(reader: AsyncRowReader, run_id: str) -> tuple[str, str | None]:
     """``stored_decision`` from the event loop, on PostgreSQL."""
-    row = await reader.fetch_one(STORED_DECISION_SQL, (run_id,))
+    row = await reader.fetch_one(_STORED_DECISION_PSYCOPG, {"run_id": run_id})
     if row is None:
         raise RunNotFound(run_id)
     return row[0], row[1]
