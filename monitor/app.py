@@ -21,7 +21,8 @@ from monitor.auth import TokenVerifier
 from monitor.gc_tuning import tune_gc
 from monitor.settings import Settings, get_settings
 from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
-from monitor.store.database import Database
+from monitor.store.database import Database, normalise_url
+from monitor.store.decision_listener import DecisionListener
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = DeliveryWorker(db, settings)
         app.state.delivery_worker = worker
         app.state.row_reader = None if db.is_sqlite else AsyncRowReader(libpq_conninfo(db.url))
+        listener = _decision_listener(settings, db)
         worker.start()
+        if listener is not None:
+            listener.start()
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
             worker.stop()
             if app.state.row_reader is not None:
                 await app.state.row_reader.close()
@@ -68,3 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TokenGate)  # outside the body limit: a stranger's body is never read
     app.add_middleware(RequestMetrics)
     return app
+
+
+def _decision_listener(settings: Settings, db: Database) -> DecisionListener | None:
+    """PostgreSQL's feed of stored answers into ``db.decisions`` (none: every poll reads the database)."""
+    if db.is_sqlite or not settings.decision_notifications:
+        return None
+    listen_url = normalise_url(settings.listen_database_url or db.url)
+    return DecisionListener(libpq_conninfo(listen_url), db.decisions)

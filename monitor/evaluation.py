@@ -20,6 +20,7 @@ from monitor.rules.thresholds import Thresholds
 from monitor.rules.types import EpochReading, RuleState, RuleTransition
 from monitor.schemas.diagnostics import DiagnosticRecord
 from monitor.store import events
+from monitor.store.decision_board import StoredAnswer, stage
 from monitor.store.diagnostics import record_to_reading
 from monitor.store.models import Run
 from monitor.store.rule_states import StateKey, load_states, save_states
@@ -71,6 +72,8 @@ def _persist(
     run.health = verdict.health
     run.decision = verdict.decision
     run.decision_body = answer_json(body)
+    run.decision_version = (run.decision_version or 0) + 1
+    stage(session, StoredAnswer(run.run_id, run.decision_version, verdict.decision, run.decision_body))
     link = dashboard_link(public_url, run.run_id)
     for item in transitions:
         outbox.enqueue(session, run.run_id, f"rule.{item.kind}", _transition_data(run, item, link))

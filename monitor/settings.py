@@ -20,6 +20,14 @@ class Settings(BaseSettings):
         default=f"sqlite:///{DEFAULT_DATA_DIR / 'monitor.db'}",
         description="SQLAlchemy URL; sqlite:///path or postgresql+psycopg://user@host/db",
     )
+    decision_notifications: bool = Field(
+        default=True, description="PostgreSQL: keep each process's copy of the decision answers current with "
+        "LISTEN/NOTIFY, so most polls need no database read (false: every poll reads the database).",
+    )
+    listen_database_url: str | None = Field(
+        default=None, description="Where the LISTEN connection goes (default: database_url). Behind PgBouncer in "
+        "transaction mode, point it at PostgreSQL itself: LISTEN needs a session of its own.",
+    )
     api_token: str = Field(
         default="",
         description="Comma-separated bearer tokens accepted besides those created with `token create`.",

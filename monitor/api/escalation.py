@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -16,12 +16,15 @@ from monitor.schemas.runs import RUN_ID_PATTERN
 from monitor.store import runs
 from monitor.store.async_rows import AsyncRowReader
 from monitor.store.database import Database
+from monitor.store.decision_board import StoredAnswer
 from monitor.store.rule_states import load_states
+
+DECISION_PATH = "/escalation/decision"
 
 router = APIRouter(tags=["escalation"], dependencies=[Depends(require_token)])
 
 
-@router.get("/escalation/decision", response_class=Response,
+@router.get(DECISION_PATH, response_class=Response,
             responses={200: {"model": DecisionAnswer, "description": "The run's current decision"},
                        404: {"description": "Unknown run"}})
 async def escalation_decision(
@@ -29,22 +32,41 @@ async def escalation_decision(
 ) -> Response:
     """Serve the answer the run's last write stored, so every server process answers the same.
 
-    Trainers poll this while ingestion keeps the worker threads busy, so the read stays on
-    the event loop: on SQLite directly (one row from a WAL snapshot, which never waits for
-    writers, costs less than the hop to a thread that must then win the GIL from the ingest
-    threads), on PostgreSQL over an async connection (``monitor.store.async_rows``).
+    Most polls never get here: ``monitor.api.decision_poll`` answers them before routing.
+    This route serves the rest (runs stored before migration 0003, errors) and documents
+    the endpoint.
     """
-    reader: AsyncRowReader | None = getattr(request.app.state, "row_reader", None)  # set by the lifespan
-    if reader is not None:
-        decision, body = await runs.stored_decision_async(reader, run_id)
-    elif db.is_sqlite:
-        decision, body = runs.stored_decision(db, run_id)
-    else:
-        decision, body = await run_in_threadpool(runs.stored_decision, db, run_id)
+    answer = await stored_answer(request.app.state, run_id)
+    decision, body = answer.decision, answer.body
     if body is None:
         decision, body = await run_in_threadpool(_computed_answer, db, run_id)
     observe_decision(decision)
     return Response(content=body, media_type="application/json")
+
+
+async def stored_answer(state: Any, run_id: str) -> StoredAnswer:
+    """The run's stored answer, read without leaving the event loop where that is cheaper.
+
+    PostgreSQL: from the process's decision board, else over an async connection
+    (``monitor.store.async_rows``), and the board keeps what was read. SQLite: straight
+    from the file (a WAL snapshot never waits for writers, and costs less than the hop
+    to a thread that must then win the GIL from the ingest threads).
+    """
+    db: Database = state.db
+    reader: AsyncRowReader | None = getattr(state, "row_reader", None)  # set by the lifespan
+    if db.is_sqlite:
+        return runs.stored_decision(db, run_id)
+    known = db.decisions.answer(run_id)
+    if known is not None:
+        return known
+    generation = db.decisions.generation
+    if reader is not None:
+        answer = await runs.stored_decision_async(reader, run_id)
+    else:
+        answer = await run_in_threadpool(runs.stored_decision, db, run_id)
+    if generation is not None:  # listening since before the read: later changes will arrive
+        db.decisions.offer(answer, generation)
+    return answer
 
 
 def _computed_answer(db: Database, run_id: str) -> tuple[str, str]:

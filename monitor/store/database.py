@@ -8,7 +8,8 @@ Hot one-row reads (the trainer's decision poll on SQLite) go through ``Database.
 a second, autocommit engine without pre-ping, so such a read is one statement (on
 PostgreSQL one round trip instead of four: ping, BEGIN, SELECT, ROLLBACK); a connection
 found dead is retried once on a fresh one. The service's PostgreSQL decision reads use
-``monitor.store.async_rows`` instead, and fall back to ``read_row`` only without it.
+``monitor.store.async_rows`` instead, and fall back to ``read_row`` only without it; most
+PostgreSQL polls need no read at all (``monitor.store.decision_board``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy import Engine, Executable, Row, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.store.decision_board import DecisionBoard, take_staged
 
 WRITE_OPTION = "monitor_write"
 
@@ -83,6 +86,7 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._pool_size = pool_size
         self._row_engine: Engine | None = None
+        self.decisions = DecisionBoard()  # fed by committed writes here and, on PostgreSQL, by NOTIFY
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -101,6 +105,8 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+            for answer in take_staged(session):  # committed: this process serves it from now on
+                self.decisions.offer(answer)
 
     def read_row(self, statement: Executable) -> Row[Any] | None:
         """One statement's first row, on the autocommit engine (made on first use).

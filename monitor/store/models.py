@@ -89,6 +89,8 @@ class Run(Base):
     # The whole GET /escalation/decision answer as JSON text, rewritten by every transaction
     # that changes its inputs (ingest, epoch, PUT): the endpoint serves it with one key lookup.
     decision_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Incremented with every rewrite of decision_body (monitor.store.decision_board orders by it).
+    decision_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Diagnostic(Base):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from monitor.store.async_rows import AsyncRowReader
 from monitor.store.database import Database
+from monitor.store.decision_board import StoredAnswer
 from monitor.store.models import Run, utcnow
 
 
@@ -82,25 +83,26 @@ def _update_run(
     run.updated_at = utcnow()
 
 
-_STORED_DECISION = select(Run.decision, Run.decision_body).where(Run.run_id == bindparam("run_id"))
+_STORED_DECISION = select(Run.decision, Run.decision_body, Run.decision_version).where(
+    Run.run_id == bindparam("run_id"))
 # The same query as psycopg's SQL text, for the async connections (monitor.store.async_rows).
 _STORED_DECISION_PSYCOPG = str(_STORED_DECISION.compile(dialect=PGDialect_psycopg()))
 
 
-def stored_decision(db: Database, run_id: str) -> tuple[str, str | None]:
-    """The run's decision and its stored answer body (None for runs stored before migration 0003)."""
+def stored_decision(db: Database, run_id: str) -> StoredAnswer:
+    """The run's stored answer (``body`` None for runs stored before migration 0003)."""
     row = db.read_row(_STORED_DECISION.params(run_id=run_id))
     if row is None:
         raise RunNotFound(run_id)
-    return row.decision, row.decision_body
+    return StoredAnswer(run_id, row.decision_version, row.decision, row.decision_body)
 
 
-async def stored_decision_async(reader: AsyncRowReader, run_id: str) -> tuple[str, str | None]:
+async def stored_decision_async(reader: AsyncRowReader, run_id: str) -> StoredAnswer:
     """``stored_decision`` from the event loop, on PostgreSQL."""
     row = await reader.fetch_one(_STORED_DECISION_PSYCOPG, {"run_id": run_id})
     if row is None:
         raise RunNotFound(run_id)
-    return row[0], row[1]
+    return StoredAnswer(run_id, row[2], row[0], row[1])
 
 
 def list_runs(session: Session, project: str | None = None, limit: int = 200, offset: int = 0) -> list[Run]:
