@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from monitor import __version__
 from monitor.alerts.worker import DeliveryWorker
 from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, runs, series, webhooks
+from monitor.api.decision_poll import DecisionPoll
 from monitor.api.errors import install_error_handlers
 from monitor.api.limits import BodySizeLimit
 from monitor.api.raw_body import add_body_schemas
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TokenGate)  # outside the body limit: a stranger's body is never read
     app.add_middleware(RequestMetrics)
+    app.add_middleware(DecisionPoll)  # outermost: the trainers' poll skips the rest when it can
     return app
 
 

@@ -73,10 +73,12 @@ class RequestMetrics:
             record_request(scope, status, time.perf_counter() - started, self._fallback)
 
 
-def record_request(scope: Scope, status: int, seconds: float, fallback: Templates = ()) -> None:
-    """Update the Prometheus series and write the access line."""
+def record_request(
+    scope: Scope, status: int, seconds: float, fallback: Templates = (), route: str | None = None
+) -> None:
+    """Update the Prometheus series and write the access line (``route``: the template, if known)."""
     method = scope.get("method", "")
-    route = route_template(scope, fallback)
+    route = route or route_template(scope, fallback)
     observe_request(method, route, status, seconds)
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
     if access_log.isEnabledFor(level):
