@@ -27,6 +27,7 @@ from benchmarks.load import READINGS8, client_for, create_run, stored_count
 from benchmarks.placement import Placement, pinned_to
 from benchmarks.service import LiveService, postgres_available, running_service, scratch_database
 from benchmarks.sizes import Sizes
+from monitor.settings import Settings
 
 GOAL_P99_MS = 10.0
 RAMP_SECONDS = 2.0
@@ -99,7 +100,8 @@ def measure(scenario: Scenario, sizes: Sizes, workdir: Path, placement: Placemen
         if figures["load_errors"]:  # the service's own account of what went wrong goes in the JSON
             figures["service_log_tail"] = svc.log_tail(6000)
     return {**figures, "idle": idle, "records_stored": stored, "runs": len(runs),
-            "service_workers": scenario.workers, "rate_per_run": scenario.rate, **placement.describe()}
+            "service_workers": scenario.workers, "rate_per_run": scenario.rate,
+            "ingest_mode": Settings().ingest_mode, **placement.describe()}
 
 
 def scenarios(sizes: Sizes) -> list[Scenario]:

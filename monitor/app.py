@@ -20,6 +20,7 @@ from monitor.api.request_metrics import RequestMetrics
 from monitor.api.token_gate import TokenGate
 from monitor.auth import TokenVerifier
 from monitor.gc_tuning import tune_gc
+from monitor.ingest.executors import ingest_executor
 from monitor.settings import Settings, get_settings
 from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
 from monitor.store.database import Database, normalise_url
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = DeliveryWorker(db, settings)
         app.state.delivery_worker = worker
         app.state.row_reader = None if db.is_sqlite else AsyncRowReader(libpq_conninfo(db.url))
+        app.state.ingest = ingest_executor(settings, db)
         listener = _decision_listener(settings, db)
+        await app.state.ingest.start()
         worker.start()
         if listener is not None:
             listener.start()
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if listener is not None:
                 await listener.stop()
+            await app.state.ingest.close()
             worker.stop()
             if app.state.row_reader is not None:
                 await app.state.row_reader.close()

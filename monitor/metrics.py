@@ -84,6 +84,43 @@ def service_metrics() -> ServiceMetrics:
     return ServiceMetrics()
 
 
+# --- counts made in an ingest worker process ----------------------------------------------
+
+# (counter attribute of ServiceMetrics, label values, amount)
+CountIncrement = tuple[str, tuple[str, ...], float]
+_deferred: list[CountIncrement] | None = None
+
+
+def defer_counts() -> None:
+    """From now on keep counter increments instead of applying them (in an ingest worker
+    process: its own registry is never scraped, so the server process applies them)."""
+    global _deferred
+    _deferred = []
+
+
+def take_deferred_counts() -> list[CountIncrement]:
+    """The increments kept since the last call (empty unless ``defer_counts`` was called)."""
+    global _deferred
+    if _deferred is None:
+        return []
+    taken, _deferred = _deferred, []
+    return taken
+
+
+def apply_counts(increments: Sequence[CountIncrement]) -> None:
+    """Apply increments an ingest worker kept, as if they had been counted here."""
+    for name, labels, amount in increments:
+        _count(name, labels, amount)
+
+
+def _count(name: str, labels: tuple[str, ...], amount: float) -> None:
+    if _deferred is not None:
+        _deferred.append((name, labels, amount))
+        return
+    counter = getattr(service_metrics(), name)
+    (counter.labels(*labels) if labels else counter).inc(amount)
+
+
 # --- hooks called by the code that knows -------------------------------------------------
 
 
@@ -96,16 +133,15 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 def observe_ingest(accepted: int, duplicates: int) -> None:
     """Count one ingestion request's outcome (call after the transaction committed)."""
-    service_metrics().records_ingested.inc(accepted)
-    service_metrics().records_duplicate.inc(duplicates)
+    _count("records_ingested", (), accepted)
+    _count("records_duplicate", (), duplicates)
 
 
 def observe_rules(kind: str, readings: int, transitions: Sequence[RuleTransition]) -> None:
     """Count readings evaluated and the fired/resolved transitions they caused."""
-    metrics = service_metrics()
-    metrics.rule_evaluations.labels(kind).inc(readings)
+    _count("rule_evaluations", (kind,), readings)
     for item in transitions:
-        metrics.rule_transitions.labels(item.rule, item.kind, item.severity).inc()
+        _count("rule_transitions", (item.rule, item.kind, item.severity), 1)
 
 
 def observe_decision(decision: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,9 +59,14 @@ class Settings(BaseSettings):
         default=10_000, ge=100, description="Allocations between young-generation collections (CPython's "
         "default is 700); see monitor.gc_tuning.",
     )
+    ingest_mode: Literal["process", "thread"] = Field(
+        default="process", description="Where ingestion work runs: `process` -- worker processes of each server "
+        "process, so ingestion never holds the interpreter the decision poll is served from; `thread` -- worker "
+        "threads of the server process (one process less; the mode an in-memory SQLite database always gets).",
+    )
     ingest_concurrency: int = Field(
-        default=1, ge=1, description="Ingest requests processed at once per process; more wait their turn. "
-        "1 keeps the decision poll fastest; 2 buys ~10 % bulk-import throughput (benchmarks/README.md).",
+        default=1, ge=1, description="Ingest requests processed at once per server process (its ingest worker "
+        "processes, or threads); more wait their turn. 2 buys ~10 % bulk-import throughput (benchmarks/README.md).",
     )
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without a token (for a scraper on a private network)."

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
+from monitor.ingest.failures import IngestFailed, IngestWorkerLost, InvalidBody, TooManyRecords
 from monitor.store.runs import RunNotFound
 from monitor.store.unavailable import DatabaseUnavailable, is_unavailable
 
@@ -74,6 +75,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": validation_details(exc.errors())})
 
+    @app.exception_handler(InvalidBody)
+    async def _invalid_body(_request: Request, exc: InvalidBody) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_details(exc.errors)})
+
+    @app.exception_handler(TooManyRecords)
+    async def _too_many_records(_request: Request, exc: TooManyRecords) -> JSONResponse:
+        return JSONResponse(status_code=413, content={"detail": str(exc)})
+
     @app.exception_handler(RunNotFound)
     async def _run_not_found(_request: Request, exc: RunNotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
@@ -88,6 +97,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unavailable(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         warn_unavailable("database unavailable: %s", exc)
         return unavailable_response()
+
+    @app.exception_handler(IngestWorkerLost)
+    async def _worker_lost(_request: Request, exc: IngestWorkerLost) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
+
+    @app.exception_handler(IngestFailed)
+    async def _ingest_failed(_request: Request, exc: IngestFailed) -> JSONResponse:
+        return JSONResponse(status_code=500, content={"detail": str(exc)})  # logged where it happened
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:

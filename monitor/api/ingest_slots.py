@@ -1,36 +1,31 @@
-"""A per-process cap on concurrent ingestion work, so reads stay fast under write load.
+"""Hand ingestion work to the process's ingest executor (``monitor.ingest.executors``).
 
-Every write transaction of one process takes the run lock or SQLite's single write lock
-anyway, so more than a couple of ingest handlers at once buy no throughput: they only
-queue on the lock and fight every other thread for the GIL. A decision request arriving
-then waits behind all of them. With the cap, surplus ingest requests wait (cheaply, as
-coroutines) for a slot, and a decision needs to share the interpreter with at most
-``ingest_concurrency`` busy threads. The default is one: with 16 runs ingesting flat out
-on two cores, one slot instead of two took the decision p99 from 25 to 10-12 ms on
-PostgreSQL and from 10.5-11.5 to 8.8 ms on SQLite, with as many records stored per second;
-only a bulk import from two senders was about 10 % faster with two slots.
+The executor caps how many ingest requests run at once (``ingest_concurrency``); the
+rest wait as coroutines, costing nothing. Every write transaction takes the run lock or
+SQLite's single write lock anyway, so more at once would only queue there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import anyio
 from fastapi import Request
+
+from monitor.ingest.executors import IngestExecutor, ThreadIngest
 
 T = TypeVar("T")
 
 
-def ingest_limiter(request: Request) -> anyio.CapacityLimiter:
-    """The process's limiter, created on first use (it must be made inside the event loop)."""
+def ingest_executor_of(request: Request) -> IngestExecutor:
+    """The executor the lifespan started; without a lifespan, threads (made on first use)."""
     state = request.app.state
-    limiter = getattr(state, "ingest_limiter", None)
-    if limiter is None:
-        limiter = state.ingest_limiter = anyio.CapacityLimiter(state.settings.ingest_concurrency)
-    return limiter
+    executor = getattr(state, "ingest", None)
+    if executor is None:
+        executor = state.ingest = ThreadIngest(state.db, state.settings)
+    return executor
 
 
-async def run_ingest(request: Request, work: Callable[..., T], *args: object) -> T:
-    """Run blocking ingestion ``work`` in a worker thread once a slot is free."""
-    return await anyio.to_thread.run_sync(work, *args, limiter=ingest_limiter(request))
+async def run_ingest(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(db, settings, *args)`` once a slot is free, off the event loop."""
+    return await ingest_executor_of(request).run(work, *args)

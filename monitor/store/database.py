@@ -88,6 +88,11 @@ class Database:
         self._row_engine: Engine | None = None
         self.decisions = DecisionBoard()  # fed by committed writes here and, on PostgreSQL, by NOTIFY
 
+    @property
+    def is_in_memory(self) -> bool:
+        """An SQLite database in this process's memory: no other process can open it."""
+        return self.is_sqlite and self.engine.url.database in (None, "", ":memory:")
+
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """A session for queries; rolled back at the end."""

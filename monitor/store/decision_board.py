@@ -102,6 +102,25 @@ class DecisionBoard:
             self._listening = listening
 
 
+class CommittedAnswers(DecisionBoard):
+    """An ingest worker process's board: it serves no polls, it keeps every answer its
+    commits offered, for the server process to offer to its own board
+    (``monitor.ingest.process_pool``), so the trainer's next poll sees its own write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._committed: list[StoredAnswer] = []
+
+    def offer(self, answer: StoredAnswer, generation: int | None = None) -> bool:
+        self._committed.append(answer)
+        return True
+
+    def take(self) -> list[StoredAnswer]:
+        """The answers committed since the last call."""
+        taken, self._committed = self._committed, []
+        return taken
+
+
 def stage(session: Session, answer: StoredAnswer) -> None:
     """Announce ``answer`` at the commit of ``session``'s transaction (and to this process after it)."""
     if session.get_bind().dialect.name == "postgresql":

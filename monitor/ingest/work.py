@@ -1,0 +1,46 @@
+"""The ingestion transactions: what runs in an ingest worker (process or thread).
+
+Each function takes the database and settings first, then plain picklable arguments,
+so the same call works in a thread of the server process and in a child process
+(``monitor.ingest.child``). No HTTP here: errors are ``monitor.ingest.failures``.
+"""
+
+from __future__ import annotations
+
+from monitor.evaluation import evaluate_batches, evaluate_epoch
+from monitor.ingest.body import parse_body
+from monitor.ingest.failures import TooManyRecords
+from monitor.metrics import observe_ingest
+from monitor.schemas.diagnostics import DiagnosticBatch, EpochResult, EpochSummary, IngestResult
+from monitor.settings import Settings
+from monitor.store import runs
+from monitor.store.database import Database
+from monitor.store.diagnostics import insert_records
+from monitor.store.epochs import insert_epoch, summary_to_reading
+from monitor.store.rollups import update_rollups
+
+
+def store_batch(db: Database, settings: Settings, run_id: str, body: bytes, content_type: str | None) -> IngestResult:
+    """Validate, then one write transaction: insert, fold into rollups, evaluate rules, queue alerts."""
+    batch = parse_body(DiagnosticBatch, body, content_type)
+    if len(batch.records) > settings.max_records_per_request:
+        raise TooManyRecords(settings.max_records_per_request)
+    with db.write_session() as session:
+        run = runs.get_run(session, run_id, lock=True)
+        outcome = insert_records(session, run, batch.records)
+        update_rollups(session, run_id, outcome.new_records)
+        evaluate_batches(session, run, outcome.new_records, settings.public_url)
+        last_step = run.last_step
+    observe_ingest(len(outcome.new_records), outcome.duplicates)
+    return IngestResult(accepted=len(outcome.new_records), duplicates=outcome.duplicates, last_step=last_step)
+
+
+def store_epoch(db: Database, settings: Settings, run_id: str, summary: EpochSummary) -> EpochResult:
+    """One write transaction: the summary, the epoch rules, the decision."""
+    with db.write_session() as session:
+        run = runs.get_run(session, run_id, lock=True)
+        accepted = insert_epoch(session, run_id, summary)
+        if accepted:
+            evaluate_epoch(session, run, summary_to_reading(summary), settings.public_url)
+        decision = run.decision
+    return EpochResult(accepted=accepted, duplicate=not accepted, decision=decision)

@@ -1,0 +1,152 @@
+"""Ingestion in worker processes (the default ``MONITOR_INGEST_MODE=process``), on the real service.
+
+What must hold: the work happens in a child of the server process; a trainer's next poll
+sees its own write; a worker that dies is replaced and costs at most the request it was
+doing (a 503 whose retry is safe), never half a batch; workers end with their server,
+however it ends; and every answer, error answers included, is the same as in thread mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import cpu_seconds, ingest_workers_of, wait_gone, wait_until_busy
+from tests.support.service import LiveService
+from tests.test_api_ingest import make_records, put_run
+
+
+def only_worker(service: LiveService, timeout: float = 10.0) -> int:
+    """The pid of the server's single ingest worker (waiting while a replacement starts)."""
+    assert service.process is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = ingest_workers_of(service.process.pid)
+        if len(workers) == 1:
+            return workers[0]
+        time.sleep(0.05)
+    raise AssertionError(f"expected one ingest worker, found {ingest_workers_of(service.process.pid)}")
+
+
+def post(service: LiveService, run_id: str, records: list[dict]) -> httpx.Response:
+    return service.client.post(f"/api/v1/runs/{run_id}/diagnostics", json={"records": records})
+
+
+def stored(service: LiveService, run_id: str) -> int:
+    return service.json("GET", f"/api/v1/runs/{run_id}")["record_count"]
+
+
+def test_ingestion_runs_in_a_worker_and_the_next_poll_sees_it(service: LiveService) -> None:
+    put_run(service, "rw")
+    worker = only_worker(service)
+    assert worker != service.process.pid
+    for first in range(0, 1000, 100):
+        collapsing = [{**record, "attention_max": 0.05} for record in make_records(first, 100)]
+        assert post(service, "rw", collapsing).json()["accepted"] == 100
+        answer = service.json("GET", "/escalation/decision", params={"run_id": "rw"})
+        assert answer["step"] == first + 99, "the poll after a POST must see that POST"
+    assert answer["decision"] == "pause"
+    assert stored(service, "rw") == 1000
+    assert only_worker(service) == worker, "one long-lived worker does every job"
+
+
+def test_a_worker_killed_while_idle_is_replaced_without_losing_a_request(service: LiveService) -> None:
+    put_run(service, "idle-kill")
+    assert post(service, "idle-kill", make_records(0, 50)).status_code == 200
+    first_worker = only_worker(service)
+    os.kill(first_worker, signal.SIGKILL)
+    assert wait_gone(first_worker, 5)
+    time.sleep(0.2)  # the server notices the exit (its child watcher) before the next job
+    response = post(service, "idle-kill", make_records(50, 50))
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 50
+    assert only_worker(service) != first_worker
+    assert stored(service, "idle-kill") == 100
+    assert "exited while idle" in service.log_tail(20_000)
+
+
+def test_a_worker_killed_mid_batch_costs_a_503_and_never_half_a_batch(service: LiveService) -> None:
+    put_run(service, "busy-kill")
+    assert post(service, "busy-kill", make_records(0, 10)).status_code == 200
+    worker = only_worker(service)
+    idle_cpu = cpu_seconds(worker)
+    big = make_records(10, 30_000)  # ~6 MB: seconds of work on this machine
+    outcome: dict[str, httpx.Response] = {}
+    sender = threading.Thread(target=lambda: outcome.update(response=post(service, "busy-kill", big)))
+    sender.start()
+    assert wait_until_busy(worker, idle_cpu + 0.05, timeout=30), "the worker never started on the batch"
+    os.kill(worker, signal.SIGKILL)
+    sender.join(60)
+    response = outcome["response"]
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert "retry" in response.json()["detail"]
+    assert "stopped while working" in service.log_tail(20_000)
+    assert stored(service, "busy-kill") == 10, "the batch's transaction died with its worker, all of it"
+    retry = post(service, "busy-kill", big)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == {"accepted": len(big), "duplicates": 0, "last_step": 10 + len(big) - 1}
+    assert stored(service, "busy-kill") == 10 + len(big)
+    assert only_worker(service) != worker
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_workers_end_with_their_server(sqlite_url: str, token: str, tmp_path: Path, how: str) -> None:
+    service = LiveService(sqlite_url, token, tmp_path / "service.log").start()
+    try:
+        put_run(service, "ends")
+        assert post(service, "ends", make_records(0, 10)).status_code == 200
+        worker = only_worker(service)
+        # The whole process group, as a supervisor or Ctrl-C would; the worker has a session
+        # of its own, so it ends because its server's pipe closed, not because of the signal.
+        service.stop(getattr(signal, how))
+        assert wait_gone(worker, 10), f"ingest worker {worker} outlived its server ({how})"
+    finally:
+        service.close()
+    if how == "SIGTERM":
+        assert "Application shutdown complete" in service.log_tail(20_000)
+
+
+def _error_answers(service: LiveService) -> dict[str, tuple[int, object]]:
+    put_run(service, "errors")
+    answers = {}
+    cases = {
+        "not json": dict(content=b"{not json", headers={"content-type": "application/json"}),
+        "wrong type": dict(content=b"step=1", headers={"content-type": "text/plain"}),
+        "bad record": dict(json={"records": [{"step": -1, "epoch": 0}]}),
+        "too many": dict(json={"records": make_records(0, 11)}),
+    }
+    for name, request in cases.items():
+        response = service.client.post("/api/v1/runs/errors/diagnostics", **request)
+        answers[name] = (response.status_code, response.json())
+    unknown = post(service, "no-such-run", make_records(0, 1))
+    answers["unknown run"] = (unknown.status_code, unknown.json())
+    epoch = service.client.post("/api/v1/runs/no-such-run/epochs", json={"epoch": 0})
+    answers["unknown run epoch"] = (epoch.status_code, epoch.json())
+    answers["stored"] = (200, stored(service, "errors"))
+    return answers
+
+
+def test_error_answers_are_the_same_in_process_and_thread_mode(sqlite_url: str, token: str, tmp_path: Path) -> None:
+    by_mode = {}
+    for mode in ("process", "thread"):
+        url = sqlite_url.replace("monitor.db", f"monitor-{mode}.db")
+        env = {"MONITOR_INGEST_MODE": mode, "MONITOR_MAX_RECORDS_PER_REQUEST": "10"}
+        service = LiveService(url, token, tmp_path / f"service-{mode}.log", env=env).start()
+        try:
+            by_mode[mode] = _error_answers(service)
+            assert len(ingest_workers_of(service.process.pid)) == (1 if mode == "process" else 0)
+        finally:
+            service.close()
+    answers = by_mode["process"]
+    assert answers == by_mode["thread"], json.dumps(by_mode, indent=1)
+    assert [answers[name][0] for name in ("not json", "wrong type", "bad record", "too many")] == [422, 422, 422, 413]
+    assert answers["unknown run"][0] == answers["unknown run epoch"][0] == 404
+    assert answers["stored"] == (200, 0), "a refused request stores nothing"
