@@ -4,10 +4,10 @@ Writers on SQLite take the write lock up front (``BEGIN IMMEDIATE``) so two tran
 never deadlock upgrading a read lock; readers use WAL snapshots and never block writers.
 On PostgreSQL, per-run serialisation comes from ``SELECT ... FOR UPDATE`` on the run row.
 
-Hot one-row reads (the trainer's decision poll on SQLite) go through ``Database.read_row``:
-a second, autocommit engine without pre-ping, so such a read is one statement (on
-PostgreSQL one round trip instead of four: ping, BEGIN, SELECT, ROLLBACK); a connection
-found dead is retried once on a fresh one. The service's PostgreSQL decision reads use
+Hot one-row reads go through ``Database.read_row``: a second, autocommit engine without
+pre-ping, so such a read is one statement (on PostgreSQL one round trip instead of four:
+ping, BEGIN, SELECT, ROLLBACK); a connection found dead is retried once on a fresh one.
+The decision poll on an SQLite file skips SQLAlchemy altogether (``sqlite_rows``). The service's PostgreSQL decision reads use
 ``monitor.store.async_rows`` instead, and fall back to ``read_row`` only without it; most
 PostgreSQL polls need no read at all (``monitor.store.decision_board``).
 """
@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.store.decision_board import DecisionBoard, take_staged
+from monitor.store.sqlite_rows import SqliteRowReader
 
 WRITE_OPTION = "monitor_write"
 
@@ -87,6 +88,9 @@ class Database:
         self._pool_size = pool_size
         self._row_engine: Engine | None = None
         self.decisions = DecisionBoard()  # fed by committed writes here and, on PostgreSQL, by NOTIFY
+        plain_file = self.is_sqlite and not self.is_in_memory and not self.engine.url.query  # no URI options
+        file = self.engine.url.database if plain_file else None
+        self.sqlite_rows = SqliteRowReader(file) if file else None  # the poll's raw read (sqlite_rows)
 
     @property
     def is_in_memory(self) -> bool:
@@ -135,5 +139,7 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (shutdown, tests)."""
         self.engine.dispose()
+        if self.sqlite_rows is not None:
+            self.sqlite_rows.close()
         if self._row_engine is not None:
             self._row_engine.dispose()

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -87,14 +88,20 @@ _STORED_DECISION = select(Run.decision, Run.decision_body, Run.decision_version)
     Run.run_id == bindparam("run_id"))
 # The same query as psycopg's SQL text, for the async connections (monitor.store.async_rows).
 _STORED_DECISION_PSYCOPG = str(_STORED_DECISION.compile(dialect=PGDialect_psycopg()))
+# ...and as sqlite3's, for the plain connections of monitor.store.sqlite_rows.
+_STORED_DECISION_SQLITE = str(_STORED_DECISION.compile(dialect=SQLiteDialect_pysqlite()))
 
 
 def stored_decision(db: Database, run_id: str) -> StoredAnswer:
     """The run's stored answer (``body`` None for runs stored before migration 0003)."""
-    row = db.read_row(_STORED_DECISION.params(run_id=run_id))
+    if db.sqlite_rows is not None:
+        row = db.sqlite_rows.fetch_one(_STORED_DECISION_SQLITE, (run_id,))
+    else:
+        row = db.read_row(_STORED_DECISION.params(run_id=run_id))
     if row is None:
         raise RunNotFound(run_id)
-    return StoredAnswer(run_id, row.decision_version, row.decision, row.decision_body)
+    decision, body, version = row
+    return StoredAnswer(run_id, version, decision, body)
 
 
 async def stored_decision_async(reader: AsyncRowReader, run_id: str) -> StoredAnswer:
