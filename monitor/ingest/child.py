@@ -11,7 +11,6 @@ stdout by mistake goes to stderr (the server's log), never into the frames.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import IO
@@ -25,9 +24,6 @@ from monitor.metrics import defer_counts, take_deferred_counts
 from monitor.settings import Settings
 from monitor.store.database import Database
 from monitor.store.decision_board import CommittedAnswers
-
-log = logging.getLogger("monitor.ingest.worker")
-
 
 def claim_pipes() -> tuple[IO[bytes], IO[bytes]]:
     """The frame streams, taken off fds 0 and 1; fd 1 then points at stderr, fd 0 at /dev/null."""
