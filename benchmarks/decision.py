@@ -84,6 +84,15 @@ def _loaded_probe(svc: LiveService, runs: list[str], sizes: Sizes, rate: float |
             "load_errors": sum((load["errors"] for load in loads), [])}
 
 
+def _wait_for_ingest_workers(svc: LiveService, runs: list[str], workers: int) -> None:
+    """An empty POST per run and server process, each on a new connection (so they reach
+    every process): each waits until its process's ingest worker has started, whose
+    start-up (imports, on the service's cores) would otherwise fall into the idle probe."""
+    for run in runs * workers:
+        with client_for(svc.base_url, svc.token) as http:
+            http.post(f"/api/v1/runs/{run}/diagnostics", content=b'{"records": []}').raise_for_status()
+
+
 def measure(scenario: Scenario, sizes: Sizes, workdir: Path, placement: Placement = Placement()) -> dict[str, Any]:
     """Idle baseline, then the probe under load; checks every posted record was stored."""
     runs = [f"bench-decision-{i:02d}" for i in range(sizes.decision_runs)]
@@ -92,6 +101,7 @@ def measure(scenario: Scenario, sizes: Sizes, workdir: Path, placement: Placemen
         with client_for(svc.base_url, svc.token) as http:
             for run in runs:
                 create_run(http, run)
+        _wait_for_ingest_workers(svc, runs, scenario.workers)
         say(f"decision [{scenario.label}]: idle probe, then {len(runs)} runs ingesting")
         idle = _collect(_spawn("probe", svc, runs, max(1.0, sizes.decision_seconds / 4), [], placement), 120)
         figures = _loaded_probe(svc, runs, sizes, scenario.rate, placement)
