@@ -82,8 +82,8 @@ def run_from(ingest_raw: dict[str, Any], tensorboard: dict[str, Any] | None = No
         big = {**series_raw["footprint"], "readings": series_raw["records"] * 8}
         result.rows += _rows_for(f"{series_raw['kind']}, {_count(big['readings'])}-reading run", big, None, "")
         result.raw["series_run"] = big
-    result.notes.append("memory is the whole server process tree (ours: 1 uvicorn worker; mlflow server: its "
-                        "default 4 workers plus its job runner's huey consumers); PSS splits shared pages "
-                        "fairly. RSS growth is measured after warmup requests; it is allocator high-water "
-                        "and caches, not a leak measure. No goal was set here")
+    result.notes.append("memory is the whole server process tree (ours: 1 uvicorn worker and its ingest "
+                        "worker process; mlflow server: its default 4 workers plus its job runner's huey "
+                        "consumers); PSS splits shared pages fairly. RSS growth is measured after warmup "
+                        "requests; it is allocator high-water and caches, not a leak measure. No goal was set here")
     return result
