@@ -46,10 +46,10 @@ class InvalidConfig(ValueError):
     """A run config whose thresholds cannot be used (422)."""
 
 
-def unavailable_response() -> JSONResponse:
-    """503 with Retry-After: the database is down or busy, the same request may succeed soon."""
-    return JSONResponse(status_code=503, content={"detail": "database unavailable, retry later"},
-                        headers={"Retry-After": "1"})
+def unavailable_response(detail: str = "database unavailable, retry later") -> JSONResponse:
+    """503 with Retry-After: the database (or an ingest worker) is down or busy; the same
+    request may succeed soon."""
+    return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": "1"})
 
 
 def _sendable(text: str) -> str:
@@ -100,7 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IngestWorkerLost)
     async def _worker_lost(_request: Request, exc: IngestWorkerLost) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
+        return unavailable_response(str(exc))
 
     @app.exception_handler(IngestFailed)
     async def _ingest_failed(_request: Request, exc: IngestFailed) -> JSONResponse:
