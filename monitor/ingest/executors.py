@@ -52,9 +52,9 @@ class ThreadIngest:
 
 def ingest_executor(settings: Settings, db: Database) -> IngestExecutor:
     """The executor ``settings.ingest_mode`` asks for, threads where processes cannot work."""
-    if settings.ingest_mode == "process" and db.is_in_memory:
+    if settings.ingest_mode == "thread":
+        return ThreadIngest(db, settings)
+    if db.is_in_memory:
         log.info("in-memory SQLite: ingestion runs in threads (a worker process could not see the database)")
         return ThreadIngest(db, settings)
-    if settings.ingest_mode == "process":
-        return ProcessIngest(settings, db.decisions)
-    return ThreadIngest(db, settings)
+    return ProcessIngest(settings, db.decisions)
