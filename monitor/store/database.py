@@ -7,9 +7,10 @@ On PostgreSQL, per-run serialisation comes from ``SELECT ... FOR UPDATE`` on the
 Hot one-row reads go through ``Database.read_row``: a second, autocommit engine without
 pre-ping, so such a read is one statement (on PostgreSQL one round trip instead of four:
 ping, BEGIN, SELECT, ROLLBACK); a connection found dead is retried once on a fresh one.
-The decision poll on an SQLite file skips SQLAlchemy altogether (``sqlite_rows``). The service's PostgreSQL decision reads use
-``monitor.store.async_rows`` instead, and fall back to ``read_row`` only without it; most
-PostgreSQL polls need no read at all (``monitor.store.decision_board``).
+The decision poll on an SQLite file skips SQLAlchemy altogether (``sqlite_rows``). The
+service's PostgreSQL decision reads use ``monitor.store.async_rows`` instead, and fall back
+to ``read_row`` only without it; most PostgreSQL polls need no read at all
+(``monitor.store.decision_board``).
 """
 
 from __future__ import annotations
