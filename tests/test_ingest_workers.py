@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import cpu_seconds, ingest_workers_of, wait_gone, wait_until_busy
+from tests.support.processes import cpu_seconds, ingest_workers_of, is_gone
+from tests.support.reliability import wait_until
 from tests.support.service import LiveService
 from tests.test_api_ingest import make_records, put_run
 
@@ -26,13 +27,9 @@ from tests.test_api_ingest import make_records, put_run
 def only_worker(service: LiveService, timeout: float = 10.0) -> int:
     """The pid of the server's single ingest worker (waiting while a replacement starts)."""
     assert service.process is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        workers = ingest_workers_of(service.process.pid)
-        if len(workers) == 1:
-            return workers[0]
-        time.sleep(0.05)
-    raise AssertionError(f"expected one ingest worker, found {ingest_workers_of(service.process.pid)}")
+    pid = service.process.pid
+    wait_until(lambda: len(ingest_workers_of(pid)) == 1, timeout, 0.05, what=f"one ingest worker of {pid}")
+    return ingest_workers_of(pid)[0]
 
 
 def post(service: LiveService, run_id: str, records: list[dict]) -> httpx.Response:
@@ -62,7 +59,7 @@ def test_a_worker_killed_while_idle_is_replaced_without_losing_a_request(service
     assert post(service, "idle-kill", make_records(0, 50)).status_code == 200
     first_worker = only_worker(service)
     os.kill(first_worker, signal.SIGKILL)
-    assert wait_gone(first_worker, 5)
+    wait_until(lambda: is_gone(first_worker), 5, 0.05, what="the killed worker's exit")
     time.sleep(0.2)  # the server notices the exit (its child watcher) before the next job
     response = post(service, "idle-kill", make_records(50, 50))
     assert response.status_code == 200, response.text
@@ -81,7 +78,7 @@ def test_a_worker_killed_mid_batch_costs_a_503_and_never_half_a_batch(service: L
     outcome: dict[str, httpx.Response] = {}
     sender = threading.Thread(target=lambda: outcome.update(response=post(service, "busy-kill", big)))
     sender.start()
-    assert wait_until_busy(worker, idle_cpu + 0.05, timeout=30), "the worker never started on the batch"
+    wait_until(lambda: cpu_seconds(worker) >= idle_cpu + 0.05, 30, 0.01, what="the worker working on the batch")
     os.kill(worker, signal.SIGKILL)
     sender.join(60)
     response = outcome["response"]
@@ -107,7 +104,7 @@ def test_workers_end_with_their_server(sqlite_url: str, token: str, tmp_path: Pa
         # The whole process group, as a supervisor or Ctrl-C would; the worker has a session
         # of its own, so it ends because its server's pipe closed, not because of the signal.
         service.stop(getattr(signal, how))
-        assert wait_gone(worker, 10), f"ingest worker {worker} outlived its server ({how})"
+        wait_until(lambda: is_gone(worker), 10, 0.05, what=f"ingest worker {worker} ending with its server ({how})")
     finally:
         service.close()
     if how == "SIGTERM":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 INGEST_WORKER_MODULE = b"monitor.ingest.child"
@@ -48,26 +47,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def wait_until_busy(pid: int, cpu_at_least: float, timeout: float) -> bool:
-    """Wait until ``pid`` has used ``cpu_at_least`` seconds of CPU in all."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cpu_seconds(pid) >= cpu_at_least:
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def is_gone(pid: int) -> bool:
     """Exited (a zombie nobody reaped yet counts as exited)."""
     fields = _stat_fields(pid)
     return fields is None or fields[0] == "Z"
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if is_gone(pid):
-            return True
-        time.sleep(0.05)
-    return is_gone(pid)
