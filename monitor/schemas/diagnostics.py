@@ -22,6 +22,15 @@ READING_NAMES: tuple[str, ...] = (
     "loss",
     "nan_count",
     "grad_norm",
+    # issue 18 (design section 1): readings the RLAN trainer watches, size-free attention
+    "attention_max_mean",
+    "attention_peak_ratio",
+    "attention_entropy_norm",
+    "stop_logit_mean",
+    "stop_logit_abs_mean",
+    "stop_prob_mean",
+    "lora_norm_preclamp_mean",
+    "lora_norm_preclamp_max",
 )
 
 MAX_EXTRA_READINGS = 64
@@ -48,6 +57,14 @@ class DiagnosticRecord(BaseModel):
     loss: float | None = None
     nan_count: float | None = None
     grad_norm: float | None = None
+    attention_max_mean: float | None = Field(default=None, description="Mean over maps of each map's max.")
+    attention_peak_ratio: float | None = Field(default=None, description="Mean of max / (1 / valid cells); 1 = uniform.")
+    attention_entropy_norm: float | None = Field(default=None, description="Mean of entropy / ln(valid cells).")
+    stop_logit_mean: float | None = None
+    stop_logit_abs_mean: float | None = None
+    stop_prob_mean: float | None = Field(default=None, description="Mean of sigmoid(stop logits).")
+    lora_norm_preclamp_mean: float | None = Field(default=None, description="LoRA delta norm before the clamp.")
+    lora_norm_preclamp_max: float | None = None
     extra: dict[str, float | None] = Field(default_factory=dict, description="Further named readings.")
 
     @field_validator("extra")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import and_, insert, select
@@ -16,6 +16,10 @@ from monitor.schemas.diagnostics import READING_NAMES, DiagnosticRecord
 from monitor.store.models import Diagnostic, Run
 
 NAN_BIT = {name: 1 << index for index, name in enumerate(READING_NAMES)}
+# The readings the rule engine's BatchReading knows: a reading is stored (and charted) as soon
+# as the schema has it, and reaches the rules once BatchReading grows the field.
+ENGINE_READINGS: tuple[str, ...] = tuple(
+    name for name in READING_NAMES if name in {item.name for item in fields(BatchReading)})
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def record_to_reading(record: DiagnosticRecord) -> BatchReading:
         step=record.step,
         epoch=record.epoch,
         rank=record.rank,
-        **{name: getattr(record, name) for name in READING_NAMES},
+        **{name: getattr(record, name) for name in ENGINE_READINGS},
     )
 
 
@@ -122,7 +126,9 @@ def iter_batch_readings(session: Session, run_id: str, chunk: int = 5000) -> Ite
         .execution_options(yield_per=chunk)
     )
     for row in session.scalars(query):
-        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, **row_readings(row))
+        readings = row_readings(row)
+        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank,
+                           **{name: readings[name] for name in ENGINE_READINGS})
 
 
 def row_to_record_json(row: Diagnostic) -> dict[str, Any]:
