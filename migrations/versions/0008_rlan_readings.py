@@ -6,6 +6,8 @@ Create Date: 2026-12-04 20:30:00
 
 - ``diagnostics`` gains the eight per-batch readings of design section 1 (nullable doubles;
   NaN is NULL plus a ``nan_mask`` bit, as for the older readings: bits 11-18).
+- ``epochs`` gains ``extra`` (JSON): the trainer's further epoch figures, numbers or short
+  vectors, NaN spelled as a string. Existing epochs have none (NULL).
 """
 from __future__ import annotations
 
@@ -28,9 +30,12 @@ def upgrade() -> None:
     with op.batch_alter_table('diagnostics') as batch_op:
         for name in NEW_READINGS:
             batch_op.add_column(sa.Column(name, sa.Double(), nullable=True))
+    op.add_column('epochs', sa.Column('extra', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('epochs') as batch_op:
+        batch_op.drop_column('extra')
     with op.batch_alter_table('diagnostics') as batch_op:
         for name in NEW_READINGS:
             batch_op.drop_column(name)

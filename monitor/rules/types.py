@@ -44,6 +44,8 @@ class EpochReading:
     grad_explosion_events: int | None = None
     lr_backoff_events: int | None = None
     max_nan_streak: int | None = None
+    # The trainer's further figures (epoch.extra.NAME in rules): numbers or short vectors.
+    extra: dict[str, float | list[float]] = field(default_factory=dict)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.schemas.text import text_problem
@@ -35,6 +37,22 @@ READING_NAMES: tuple[str, ...] = (
 
 MAX_EXTRA_READINGS = 64
 MAX_NAME_LENGTH = 100
+MAX_EPOCH_EXTRAS = 64  # keys of an epoch summary's extra
+MAX_EPOCH_VECTOR = 64  # numbers in one of its vectors (per-clue lists and the like)
+
+EpochVector = Annotated[list[float], Field(max_length=MAX_EPOCH_VECTOR)]
+
+
+def check_extra_names(extra: dict[str, object], limit: int, what: str) -> None:
+    """Bounded count, printable names of 1-100 characters (shared by record and epoch extras)."""
+    if len(extra) > limit:
+        raise ValueError(f"at most {limit} {what}")
+    for name in extra:
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"{what} names must be 1-{MAX_NAME_LENGTH} characters")
+        problem = text_problem(name)
+        if problem:
+            raise ValueError(f"{what} names {problem}")
 
 
 class DiagnosticRecord(BaseModel):
@@ -70,14 +88,7 @@ class DiagnosticRecord(BaseModel):
     @field_validator("extra")
     @classmethod
     def _bounded_extra(cls, extra: dict[str, float | None]) -> dict[str, float | None]:
-        if len(extra) > MAX_EXTRA_READINGS:
-            raise ValueError(f"at most {MAX_EXTRA_READINGS} extra readings per record")
-        for name in extra:
-            if not name or len(name) > MAX_NAME_LENGTH:
-                raise ValueError(f"extra reading names must be 1-{MAX_NAME_LENGTH} characters")
-            problem = text_problem(name)
-            if problem:
-                raise ValueError(f"extra reading names {problem}")
+        check_extra_names(extra, MAX_EXTRA_READINGS, "extra readings")
         return extra
 
 
@@ -109,6 +120,16 @@ class EpochSummary(BaseModel):
     grad_explosion_events: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     lr_backoff_events: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     max_nan_streak: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    extra: dict[str, float | EpochVector] = Field(
+        default_factory=dict, description=f"The trainer's further epoch figures: numbers or short lists of numbers "
+        f"(at most {MAX_EPOCH_EXTRAS} keys, {MAX_EPOCH_VECTOR} numbers a list; NaN/Infinity are data). Rules read "
+        "them as epoch.extra.NAME.")
+
+    @field_validator("extra")
+    @classmethod
+    def _bounded_extra(cls, extra: dict[str, float | list[float]]) -> dict[str, float | list[float]]:
+        check_extra_names(extra, MAX_EPOCH_EXTRAS, "epoch extras")
+        return extra
 
 
 class EpochResult(BaseModel):

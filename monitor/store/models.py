@@ -142,6 +142,8 @@ class EpochRecord(Base):
     lr_backoff_events: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_nan_streak: Mapped[int | None] = mapped_column(Integer, nullable=True)
     nan_mask: Mapped[int] = mapped_column(Integer, default=0)
+    # {name: number | [numbers]}, NaN/Infinity spelled as strings (monitor.floats)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     closed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
