@@ -83,6 +83,9 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The highest epoch closed by an epoch summary (any rank): the escalation question's
+    # default epoch is the one after it.
+    closed_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     record_count: Mapped[int] = mapped_column(BigInteger, default=0)
     decision: Mapped[str] = mapped_column(String(16), default="continue")
     health: Mapped[str] = mapped_column(String(16), default="ok")
