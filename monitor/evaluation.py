@@ -17,11 +17,9 @@ from monitor.metrics import observe_rules
 from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
 from monitor.rules.thresholds import Thresholds
-from monitor.rules.types import EpochReading, RuleState, RuleTransition
-from monitor.schemas.diagnostics import DiagnosticRecord
+from monitor.rules.types import BatchReading, EpochReading, RuleState, RuleTransition
 from monitor.store import events
 from monitor.store.decision_board import StoredAnswer, stage
-from monitor.store.diagnostics import record_to_reading
 from monitor.store.models import Run
 from monitor.store.rule_states import StateKey, load_states, save_states
 
@@ -31,17 +29,17 @@ def thresholds_for(run: Run) -> Thresholds:
     return Thresholds.from_run_config(run.config or {})
 
 
-def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRecord], public_url: str) -> None:
-    """Feed newly stored records through the rules and persist what changed."""
-    if not records:
+def evaluate_batches(session: Session, run: Run, readings: Sequence[BatchReading], public_url: str) -> None:
+    """Feed newly stored readings (in evaluation order) through the rules and persist what changed."""
+    if not readings:
         return
     thresholds = thresholds_for(run)
     engine = RuleEngine(thresholds)
     states = load_states(session, run.run_id)
     transitions: list[RuleTransition] = []
-    for record in records:
-        transitions.extend(engine.evaluate_batch(states, record_to_reading(record)))
-    observe_rules("batch", len(records), transitions)
+    for reading in readings:
+        transitions.extend(engine.evaluate_batch(states, reading))
+    observe_rules("batch", len(readings), transitions)
     _persist(session, run, states, transitions, thresholds, public_url)
 
 

@@ -37,6 +37,7 @@ READING_NAMES: tuple[str, ...] = (
 
 MAX_EXTRA_READINGS = 64
 MAX_NAME_LENGTH = 100
+MAX_SESSION_LENGTH = 100
 MAX_EPOCH_EXTRAS = 64  # keys of an epoch summary's extra
 MAX_EPOCH_VECTOR = 64  # numbers in one of its vectors (per-clue lists and the like)
 
@@ -60,9 +61,15 @@ class DiagnosticRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: int = Field(ge=0, le=MAX_INDEX, description="Global batch index; unique per (run, rank).")
+    step: int = Field(ge=0, le=MAX_INDEX, description=(
+        "The global step: one per batch the rank sends, growing within a process (restored from the "
+        "checkpoint on resume); unique per (run, rank, segment). A jump of more than MONITOR_MAX_STEP_JUMP "
+        "above the rank's last step is refused (422)."))
     epoch: int = Field(ge=0, le=MAX_INDEX)
     rank: int = Field(default=0, ge=0, le=65535, description="Distributed rank that measured it.")
+    session: str | None = Field(default=None, min_length=1, max_length=MAX_SESSION_LENGTH, description=(
+        "Opaque id of the process that measured it, new at every process start: a new session on a rank "
+        "starts a new segment, so a resumed run's rewound steps are evaluated, not taken for late ones."))
     timestamp: float | None = Field(default=None, ge=0, le=1e11, description="Unix seconds.")
     lora_norm_mean: float | None = None
     lora_norm_max: float | None = None
@@ -91,6 +98,14 @@ class DiagnosticRecord(BaseModel):
         check_extra_names(extra, MAX_EXTRA_READINGS, "extra readings")
         return extra
 
+    @field_validator("session")
+    @classmethod
+    def _printable_session(cls, session: str | None) -> str | None:
+        problem = text_problem(session) if session is not None else None
+        if problem:
+            raise ValueError(f"session ids {problem}")
+        return session
+
 
 class DiagnosticBatch(BaseModel):
     """Body of ``POST /api/v1/runs/{run_id}/diagnostics``."""
@@ -101,11 +116,15 @@ class DiagnosticBatch(BaseModel):
 
 
 class IngestResult(BaseModel):
-    """How many records were stored and how many were already there."""
+    """How many records were stored, how many were already there, how many came too late."""
 
     accepted: int
     duplicates: int
     last_step: int | None = None
+    late: int = Field(default=0, description="Stored but not evaluated: at or below their rank's last evaluated "
+                      "(segment, step), e.g. a rewind without a new session or a straggler of an earlier session")
+    notes: list[str] = Field(default_factory=list, description="What else happened to this batch, in words "
+                             "(late records, new segments, repeated steps)")
 
 
 class EpochSummary(BaseModel):
