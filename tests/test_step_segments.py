@@ -93,6 +93,7 @@ def test_a_rewind_without_a_session_is_late_and_said(service: LiveService) -> No
     after = _ingest(service, _records(range(160, 170), HEALTHY))
     assert after["accepted"] == 10 and after["late"] == 10
     assert any("not evaluated" in note for note in after["notes"])
+    assert "monitor_records_late_total 10.0" in service.client.get("/metrics").text
 
 
 def test_the_same_step_twice_with_different_readings_is_said(service: LiveService) -> None:

@@ -37,7 +37,7 @@ def store_batch(db: Database, settings: Settings, run_id: str, body: bytes, cont
         update_rollups(session, run_id, outcome.new_records)
         evaluate_batches(session, run, outcome.readings, settings.public_url)
         last_step = run.last_step
-    observe_ingest(len(outcome.new_records), outcome.duplicates)
+    observe_ingest(len(outcome.new_records), outcome.duplicates, outcome.late)
     return IngestResult(accepted=len(outcome.new_records), duplicates=outcome.duplicates, last_step=last_step,
                         late=outcome.late, notes=outcome.notes)
 
