@@ -14,7 +14,7 @@ from monitor.floats import decode_float, encode_tree
 from monitor.rules.types import BatchReading
 from monitor.schemas.diagnostics import READING_NAMES, DiagnosticRecord
 from monitor.store.models import Diagnostic, Run
-from monitor.store.segments import RankSegments, advance, current_last_steps, place
+from monitor.store.segments import RankSegments, advance, current_last_steps, place, save_segments
 
 DEFAULT_MAX_STEP_JUMP = 10_000_000  # MONITOR_MAX_STEP_JUMP's default (monitor.settings)
 
@@ -129,6 +129,7 @@ def insert_records(session: Session, run: Run, records: Sequence[DiagnosticRecor
     if new_records:
         session.execute(insert(Diagnostic), [record_to_row(run.run_id, r, seg) for seg, r in new_records])
         _advance_segments(new_records, segments)
+        save_segments(session, run.run_id, segments)
         _advance_run(session, run, new_records, evaluate, segments)
     notes = segment_notes(segments, late, differing)
     readings = [record_to_reading(record, segment) for segment, record in evaluate]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.schemas.diagnostics import DiagnosticRecord
@@ -32,19 +32,31 @@ class StepJump(ValueError):
 
 
 @dataclass
-class RankSegments:
-    """One rank's segments as this request sees them (new ones not yet added to the session)."""
+class SegmentRow:
+    """One ``run_segments`` row as plain data (Core reads and writes: ingestion runs this per request)."""
 
-    rows: list[RunSegment]
+    segment: int
+    session: str | None
+    first_step: int | None = None
+    last_step: int | None = None
+    new: bool = False
+    changed: bool = False
+
+
+@dataclass
+class RankSegments:
+    """One rank's segments as this request sees them (new ones not yet written)."""
+
+    rows: list[SegmentRow]
     cursor: tuple[int, int] | None  # (segment, last step) before the request: where evaluation stands
-    opened: list[RunSegment] = field(default_factory=list)
+    opened: list[SegmentRow] = field(default_factory=list)
     reference: dict[int, int] = field(default_factory=dict)  # segment -> step a jump is measured from
 
     @property
-    def current(self) -> RunSegment | None:
+    def current(self) -> SegmentRow | None:
         return self.rows[-1] if self.rows else None
 
-    def segment_for(self, run_id: str, rank: int, session: str | None) -> int:
+    def segment_for(self, session: str | None) -> int:
         """The segment of a record from ``session``: the current one, the session's own, or a new one."""
         current = self.current
         if session is None and current is not None:
@@ -53,27 +65,29 @@ class RankSegments:
             if row.session == session:
                 return row.segment
         number = 0 if current is None else current.segment + 1
-        row = RunSegment(run_id=run_id, rank=rank, segment=number, session=session)
+        row = SegmentRow(number, session, new=True)
         self.reference[number] = 0 if current is None or current.last_step is None else current.last_step
         self.rows.append(row)
         self.opened.append(row)
         return number
 
-    def row(self, segment: int) -> RunSegment:
+    def row(self, segment: int) -> SegmentRow:
         return next(row for row in self.rows if row.segment == segment)
 
 
 def load_segments(session: Session, run_id: str, ranks: Sequence[int]) -> dict[int, RankSegments]:
     """Every stored segment of these ranks, oldest first (a handful per rank: one per restart)."""
-    query = (select(RunSegment).where(RunSegment.run_id == run_id, RunSegment.rank.in_(list(ranks)))
+    query = (select(RunSegment.rank, RunSegment.segment, RunSegment.session, RunSegment.first_step,
+                    RunSegment.last_step)
+             .where(RunSegment.run_id == run_id, RunSegment.rank.in_(list(ranks)))
              .order_by(RunSegment.rank, RunSegment.segment))
-    by_rank: dict[int, list[RunSegment]] = {rank: [] for rank in ranks}
-    for row in session.scalars(query):
-        by_rank[row.rank].append(row)
+    by_rank: dict[int, list[SegmentRow]] = {rank: [] for rank in ranks}
+    for rank, *values in session.execute(query):
+        by_rank[rank].append(SegmentRow(*values))
     return {rank: RankSegments(rows, _cursor(rows)) for rank, rows in by_rank.items()}
 
 
-def _cursor(rows: list[RunSegment]) -> tuple[int, int] | None:
+def _cursor(rows: list[SegmentRow]) -> tuple[int, int] | None:
     if not rows or rows[-1].last_step is None:
         return None
     return rows[-1].segment, rows[-1].last_step
@@ -83,10 +97,8 @@ def place(session: Session, run_id: str, records: Sequence[DiagnosticRecord],
           max_jump: int) -> tuple[list[int], dict[int, RankSegments]]:
     """The segment of every record (in request order); raises StepJump before anything is written."""
     segments = load_segments(session, run_id, sorted({record.rank for record in records}))
-    placed = [segments[r.rank].segment_for(run_id, r.rank, r.session) for r in records]
+    placed = [segments[r.rank].segment_for(r.session) for r in records]
     check_jumps(records, placed, segments, max_jump)
-    for ranked in segments.values():
-        session.add_all(ranked.opened)
     return placed, segments
 
 
@@ -114,8 +126,33 @@ def advance(ranked: RankSegments, segment: int, steps: Sequence[int]) -> None:
     """Widen the segment's stored step range by newly stored steps."""
     row = ranked.row(segment)
     low, high = min(steps), max(steps)
-    row.first_step = low if row.first_step is None else min(row.first_step, low)
-    row.last_step = high if row.last_step is None else max(row.last_step, high)
+    if row.first_step is None or low < row.first_step:
+        row.first_step, row.changed = low, True
+    if row.last_step is None or high > row.last_step:
+        row.last_step, row.changed = high, True
+
+
+def save_segments(session: Session, run_id: str, segments: dict[int, RankSegments]) -> None:
+    """Write the request's new segments and the widened step ranges (the caller holds the run's lock)."""
+    fresh, moved = [], []
+    for rank, ranked in segments.items():
+        for row in ranked.rows:
+            values = {"r_run": run_id, "r_rank": rank, "r_segment": row.segment,
+                      "first_step": row.first_step, "last_step": row.last_step}
+            if row.new:
+                fresh.append({"run_id": run_id, "rank": rank, "segment": row.segment, "session": row.session,
+                              "first_step": row.first_step, "last_step": row.last_step})
+            elif row.changed:
+                moved.append(values)
+    if fresh:
+        session.execute(insert(RunSegment), fresh)
+    if moved:
+        session.execute(_WIDEN, moved)
+
+
+_WIDEN = (update(RunSegment.__table__)
+          .where(RunSegment.run_id == bindparam("r_run"), RunSegment.rank == bindparam("r_rank"),
+                 RunSegment.segment == bindparam("r_segment")))
 
 
 def current_last_steps(session: Session, run_id: str) -> int | None:
