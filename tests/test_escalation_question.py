@@ -60,3 +60,14 @@ def test_the_gate_asks_about_the_epoch_it_is_given(service: LiveService) -> None
         assert gate.decision().epoch == START - 2
     finally:
         gate.close()
+
+
+def test_the_fast_path_reads_run_id_and_epoch_only() -> None:
+    from monitor.api.decision_poll import poll_question
+
+    assert poll_question(b"run_id=q") == ("q", None)
+    assert poll_question(b"run_id=q&epoch=5") == ("q", 5)
+    assert poll_question(b"epoch=0&run_id=q") == ("q", 0)
+    for other in (b"run_id=q&epoch=05", b"run_id=q&epoch=-1", b"run_id=q&epoch=5&epoch=6", b"epoch=5",
+                  b"run_id=q&x=1", b"run_id=q&epoch=" + b"9" * 30):
+        assert poll_question(other) is None, other

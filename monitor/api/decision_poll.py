@@ -5,9 +5,10 @@ busy cores, FastAPI's way to the handler -- middleware layers, matching the path
 every route, solving dependencies -- cost more than the answer itself and added about
 2 ms to the poll's p99 (benchmarks/README.md). This middleware, outermost, serves the
 common case: a known token (from the verifier's in-memory cache), exactly one valid
-``run_id`` (with an ``epoch`` the stored answer is for, or none), a stored answer. Anything else -- no token or an unknown one, a bad or
-missing ``run_id``, an unknown run, a run stored before migration 0003, a database
-error -- goes on to the route unchanged, which gives the documented answer or error.
+``run_id`` (and no ``epoch``, or the one the stored answer is for), a stored answer.
+Anything else -- no token or an unknown one, a bad or missing ``run_id``, another epoch,
+an unknown run, a run stored before migration 0003, a database error -- goes on to the
+route unchanged, which gives the documented answer or error.
 The served request is counted and logged like any other (``record_request``).
 """
 

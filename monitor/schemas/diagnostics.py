@@ -83,7 +83,8 @@ class DiagnosticRecord(BaseModel):
     nan_count: float | None = None
     grad_norm: float | None = None
     attention_max_mean: float | None = Field(default=None, description="Mean over maps of each map's max.")
-    attention_peak_ratio: float | None = Field(default=None, description="Mean of max / (1 / valid cells); 1 = uniform.")
+    attention_peak_ratio: float | None = Field(default=None,
+                                               description="Mean of max / (1 / valid cells); 1 = uniform.")
     attention_entropy_norm: float | None = Field(default=None, description="Mean of entropy / ln(valid cells).")
     stop_logit_mean: float | None = None
     stop_logit_abs_mean: float | None = None
