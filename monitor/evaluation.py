@@ -17,11 +17,9 @@ from monitor.metrics import observe_rules
 from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
 from monitor.rules.thresholds import Thresholds
-from monitor.rules.types import EpochReading, RuleState, RuleTransition
-from monitor.schemas.diagnostics import DiagnosticRecord
+from monitor.rules.types import BatchReading, EpochReading, RuleState, RuleTransition
 from monitor.store import events
 from monitor.store.decision_board import StoredAnswer, stage
-from monitor.store.diagnostics import record_to_reading
 from monitor.store.models import Run
 from monitor.store.rule_states import StateKey, load_states, save_states
 
@@ -31,17 +29,17 @@ def thresholds_for(run: Run) -> Thresholds:
     return Thresholds.from_run_config(run.config or {})
 
 
-def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRecord], public_url: str) -> None:
-    """Feed newly stored records through the rules and persist what changed."""
-    if not records:
+def evaluate_batches(session: Session, run: Run, readings: Sequence[BatchReading], public_url: str) -> None:
+    """Feed newly stored readings (in evaluation order) through the rules and persist what changed."""
+    if not readings:
         return
     thresholds = thresholds_for(run)
     engine = RuleEngine(thresholds)
     states = load_states(session, run.run_id)
     transitions: list[RuleTransition] = []
-    for record in records:
-        transitions.extend(engine.evaluate_batch(states, record_to_reading(record)))
-    observe_rules("batch", len(records), transitions)
+    for reading in readings:
+        transitions.extend(engine.evaluate_batch(states, reading))
+    observe_rules("batch", len(readings), transitions)
     _persist(session, run, states, transitions, thresholds, public_url)
 
 
@@ -53,6 +51,8 @@ def evaluate_epoch(session: Session, run: Run, reading: EpochReading, public_url
     observe_rules("epoch", 1, transitions)
     if run.last_epoch is None or reading.epoch > run.last_epoch:
         run.last_epoch = reading.epoch
+    if run.closed_epoch is None or reading.epoch > run.closed_epoch:
+        run.closed_epoch = reading.epoch
     _persist(session, run, states, transitions, thresholds, public_url)
 
 
@@ -95,13 +95,30 @@ def refresh_decision(session: Session, run: Run, public_url: str) -> None:
     _persist(session, run, load_states(session, run.run_id), [], thresholds, public_url)
 
 
-def decision_answer(run: Run, states: Iterable[RuleState], thresholds: Thresholds) -> tuple[Decision, dict[str, Any]]:
-    """The decision and the whole ``GET /escalation/decision`` body (JSON-safe: NaN spelled out)."""
+def decision_answer(run: Run, states: Iterable[RuleState], thresholds: Thresholds,
+                    for_epoch: int | None = None) -> tuple[Decision, dict[str, Any]]:
+    """The decision and the whole ``GET /escalation/decision`` body (JSON-safe: NaN spelled out).
+
+    It answers "may I escalate in epoch ``for_epoch``?"; the stored answer is for
+    :func:`default_question_epoch`.
+    """
     start = start_epoch(run, thresholds)
-    verdict = decide(states, thresholds, run.last_epoch, run.last_step, start)
+    asked = default_question_epoch(run) if for_epoch is None else for_epoch
+    verdict = decide(states, thresholds, run.last_epoch, run.last_step, start, for_epoch=asked)
     body = verdict.to_dict()
     body.update(run_id=run.run_id, epoch=run.last_epoch, step=run.last_step, escalation_start_epoch=start)
     return verdict, body
+
+
+def default_question_epoch(run: Run) -> int | None:
+    """The epoch a trainer asks about unless it says: the one after the last closed epoch.
+
+    The trainer asks at the start of epoch E, having closed E-1. A run that never closes
+    epochs is asked about the highest epoch its records reached (None before any).
+    """
+    if run.closed_epoch is not None:
+        return run.closed_epoch + 1
+    return run.last_epoch
 
 
 def answer_json(body: dict[str, Any]) -> str:

@@ -67,6 +67,9 @@ class ServiceMetrics:
         self.records_ingested = Counter("monitor_records_ingested", "Per-batch records stored (new ones only).")
         self.records_duplicate = Counter("monitor_records_duplicate",
                                          "Per-batch records dropped as already stored (retries).")
+        self.records_late = Counter("monitor_records_late",
+                                    "Per-batch records stored but not evaluated (at or below their rank's last "
+                                    "evaluated step).")
         self.rule_evaluations = Counter("monitor_rule_evaluations", "Readings fed through the rule engine.",
                                         ["kind"])  # batch | epoch
         self.rule_transitions = Counter("monitor_rule_transitions", "Rules that fired or resolved.",
@@ -131,10 +134,11 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     metrics.http_latency.labels(method, route).observe(seconds)
 
 
-def observe_ingest(accepted: int, duplicates: int) -> None:
+def observe_ingest(accepted: int, duplicates: int, late: int = 0) -> None:
     """Count one ingestion request's outcome (call after the transaction committed)."""
     _count("records_ingested", (), accepted)
     _count("records_duplicate", (), duplicates)
+    _count("records_late", (), late)
 
 
 def observe_rules(kind: str, readings: int, transitions: Sequence[RuleTransition]) -> None:

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, description="Larger request bodies get 413.")
     max_records_per_request: int = Field(default=50_000)
+    max_step_jump: int = Field(
+        default=10_000_000, ge=1, description="A record whose step is more than this above its rank's last step "
+        "(0 for a rank's first record) is refused with 422: one wild step would otherwise make every later "
+        "record late.",
+    )
     public_url: str = Field(default="http://127.0.0.1:8765", description="Base of dashboard links in alerts.")
     default_max_points: int = Field(default=2000, description="Points per chart series unless asked otherwise.")
     webhook_poll_seconds: float = Field(default=0.5)

@@ -51,10 +51,10 @@ def test_ingest_counts_retries_as_duplicates(service: LiveService) -> None:
     body = {"records": make_records(0, 100)}
     assert service.json("POST", "/api/v1/runs/run-1/diagnostics", json=body)["accepted"] == 100
     retry = service.json("POST", "/api/v1/runs/run-1/diagnostics", json=body)
-    assert retry == {"accepted": 0, "duplicates": 100, "last_step": 99}
+    assert retry == {"accepted": 0, "duplicates": 100, "last_step": 99, "late": 0, "notes": []}
     overlap = {"records": make_records(50, 100) + make_records(149, 1)}
     assert service.json("POST", "/api/v1/runs/run-1/diagnostics", json=overlap) == {
-        "accepted": 50, "duplicates": 51, "last_step": 149}
+        "accepted": 50, "duplicates": 51, "last_step": 149, "late": 0, "notes": []}
     other_rank = {"records": make_records(0, 10, rank=1)}
     assert service.json("POST", "/api/v1/runs/run-1/diagnostics", json=other_rank)["accepted"] == 10
     run = service.json("GET", "/api/v1/runs/run-1")

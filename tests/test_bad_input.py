@@ -83,11 +83,13 @@ def stored(service: LiveService, run_id: str) -> list[dict[str, Any]]:
 def test_out_of_order_and_repeated_steps_are_stored_once(api: LiveService) -> None:
     run = new_run(api, "order")
     first = post_records(api, run, [{"step": s, "epoch": 0, "loss": float(s)} for s in (5, 3, 9, 1, 3, 5)])
-    assert first.json() == {"accepted": 4, "duplicates": 2, "last_step": 9}
+    assert first.json() == {"accepted": 4, "duplicates": 2, "last_step": 9, "late": 0, "notes": []}
     second = post_records(api, run, [{"step": s, "epoch": 0, "loss": -1.0} for s in range(11)])
-    assert second.json() == {"accepted": 7, "duplicates": 4, "last_step": 10}
+    answer = second.json()
+    assert answer == {**answer, "accepted": 7, "duplicates": 4, "last_step": 10, "late": 6}  # 0-8 below 9
+    assert "6 records were stored but not evaluated" in answer["notes"][0]
     late = post_records(api, run, [{"step": 2, "epoch": 0}])  # already stored, and older than last_step
-    assert late.json() == {"accepted": 0, "duplicates": 1, "last_step": 10}
+    assert late.json() == {"accepted": 0, "duplicates": 1, "last_step": 10, "late": 0, "notes": []}
     records = stored(api, run)
     assert [r["step"] for r in records] == list(range(11))
     assert {r["step"]: r["loss"] for r in records}[5] == 5.0, "the first copy wins; a repeat never overwrites"
@@ -125,7 +127,8 @@ def test_overflowing_and_non_finite_literals_are_data(api: LiveService) -> None:
 def test_empty_batch_is_accepted_with_nothing_stored(api: LiveService) -> None:
     run = new_run(api, "empty")
     response = post_records(api, run, [])
-    assert response.status_code == 200 and response.json() == {"accepted": 0, "duplicates": 0, "last_step": None}
+    assert response.status_code == 200 and response.json() == {"accepted": 0, "duplicates": 0, "last_step": None,
+                                                               "late": 0, "notes": []}
     assert call(api, "GET", f"/api/v1/runs/{run}").json()["record_count"] == 0
 
 
@@ -180,12 +183,16 @@ def test_steps_beyond_the_index_range_are_422(api: LiveService, step: int) -> No
     assert_422_naming(post_records(api, run, [{"step": 0, "epoch": step}]), "body", "records", 0, "epoch")
 
 
-def test_largest_index_is_accepted_and_read_back(api: LiveService) -> None:
+def test_largest_index_is_a_step_jump_but_a_valid_epoch(api: LiveService) -> None:
+    # Issue 18.8: a first step beyond MONITOR_MAX_STEP_JUMP is refused (stored, it made every later record
+    # late); tests/test_step_segments.py stores MAX_INDEX under a limit that allows it.
     run = new_run(api, "maxindex")
-    assert post_records(api, run, [{"step": MAX_INDEX, "epoch": MAX_INDEX}]).json()["last_step"] == MAX_INDEX
-    assert stored(api, run)[0]["step"] == MAX_INDEX
+    refused = post_records(api, run, [{"step": MAX_INDEX, "epoch": MAX_INDEX}])
+    assert_422_naming(refused, "body", "records", 0, "step")
+    assert post_records(api, run, [{"step": 0, "epoch": MAX_INDEX}]).json()["last_step"] == 0
+    assert stored(api, run)[0]["epoch"] == MAX_INDEX
     window = call(api, "GET", f"/api/v1/runs/{run}/diagnostics", params={"step_min": MAX_INDEX})
-    assert len(window.json()["records"]) == 1
+    assert window.json()["records"] == []
 
 
 def test_integers_too_long_to_parse_are_refused(api: LiveService) -> None:

@@ -89,7 +89,8 @@ def test_a_worker_killed_mid_batch_costs_a_503_and_never_half_a_batch(service: L
     assert stored(service, "busy-kill") == 10, "the batch's transaction died with its worker, all of it"
     retry = post(service, "busy-kill", big)
     assert retry.status_code == 200, retry.text
-    assert retry.json() == {"accepted": len(big), "duplicates": 0, "last_step": 10 + len(big) - 1}
+    assert retry.json() == {"accepted": len(big), "duplicates": 0, "last_step": 10 + len(big) - 1, "late": 0,
+                            "notes": []}
     assert stored(service, "busy-kill") == 10 + len(big)
     assert only_worker(service) != worker
 

@@ -46,7 +46,8 @@ def test_counters_follow_ingestion_and_decisions(sqlite_service: LiveService) ->
     service.json("PUT", "/api/v1/runs/m1", json={})
     before = scrape(service)
     assert ingest(service, "m1", range(0, 120))["accepted"] == 120
-    assert ingest(service, "m1", range(100, 150)) == {"accepted": 30, "duplicates": 20, "last_step": 149}
+    assert ingest(service, "m1", range(100, 150)) == {"accepted": 30, "duplicates": 20, "last_step": 149,
+                                                      "late": 0, "notes": []}
     for _ in range(3):
         service.json("GET", "/escalation/decision", params={"run_id": "m1"})
     text = scrape(service)

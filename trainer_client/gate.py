@@ -158,7 +158,9 @@ class EscalationGate:
         self._polled_step = step if step is not None else self._polled_step
         self._polled_epoch = epoch if epoch is not None else self._polled_epoch
         try:
-            response = self._http.get("/escalation/decision", params={"run_id": self.run_id})
+            # epoch: "may I escalate in this epoch?" (the service gates epochs before the start)
+            params = {"run_id": self.run_id} if epoch is None else {"run_id": self.run_id, "epoch": epoch}
+            response = self._http.get("/escalation/decision", params=params)
         except Exception as exc:  # noqa: BLE001 - any failure to ask is "unreachable", never a crash
             result = self._unreachable(f"monitor unreachable: {type(exc).__name__}: {exc}")
         else:

@@ -5,9 +5,10 @@ busy cores, FastAPI's way to the handler -- middleware layers, matching the path
 every route, solving dependencies -- cost more than the answer itself and added about
 2 ms to the poll's p99 (benchmarks/README.md). This middleware, outermost, serves the
 common case: a known token (from the verifier's in-memory cache), exactly one valid
-``run_id``, a stored answer. Anything else -- no token or an unknown one, a bad or
-missing ``run_id``, an unknown run, a run stored before migration 0003, a database
-error -- goes on to the route unchanged, which gives the documented answer or error.
+``run_id`` (and no ``epoch``, or the one the stored answer is for), a stored answer.
+Anything else -- no token or an unknown one, a bad or missing ``run_id``, another epoch,
+an unknown run, a run stored before migration 0003, a database error -- goes on to the
+route unchanged, which gives the documented answer or error.
 The served request is counted and logged like any other (``record_request``).
 """
 
@@ -23,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 
 from monitor.api.deps import presented_token
-from monitor.api.escalation import DECISION_PATH, stored_answer
+from monitor.api.escalation import DECISION_PATH, answers_epoch, stored_answer
 from monitor.api.request_metrics import record_request
 from monitor.metrics import observe_decision
 from monitor.schemas.runs import RUN_ID_PATTERN
@@ -35,15 +36,28 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 _HEADERS = [(b"content-type", b"application/json")]
 
 
+_EPOCH = re.compile(r"(0|[1-9][0-9]{0,17})")  # well inside MAX_INDEX; larger ones go to the route
+
+
 def single_run_id(query_string: bytes) -> str | None:
     """The ``run_id`` when it is the query's only parameter and a valid id, else None."""
+    question = poll_question(query_string)
+    return question[0] if question is not None and question[1] is None else None
+
+
+def poll_question(query_string: bytes) -> tuple[str, int | None] | None:
+    """``(run_id, epoch or None)`` when the query is exactly a valid run_id and maybe an epoch."""
     try:
         pairs = parse_qsl(query_string.decode("ascii"), strict_parsing=True)
     except (UnicodeDecodeError, ValueError):
         return None
-    if len(pairs) != 1 or pairs[0][0] != "run_id" or not _RUN_ID.fullmatch(pairs[0][1]):
+    params = dict(pairs)
+    run_id, epoch = params.get("run_id"), params.get("epoch")
+    if len(pairs) != len(params) or set(params) - {"run_id", "epoch"} or run_id is None:
         return None
-    return pairs[0][1]
+    if not _RUN_ID.fullmatch(run_id) or (epoch is not None and not _EPOCH.fullmatch(epoch)):
+        return None
+    return run_id, None if epoch is None else int(epoch)
 
 
 class DecisionPoll:
@@ -70,14 +84,16 @@ class DecisionPoll:
     @staticmethod
     async def _answer(scope: Scope) -> str | None:
         """The stored answer's JSON text, or None when the route should handle the request."""
-        run_id = single_run_id(scope.get("query_string", b""))
+        question = poll_question(scope.get("query_string", b""))
         state = scope["app"].state
-        if run_id is None or state.verifier.cached_verdict(presented_token(HTTPConnection(scope))) is not True:
+        if question is None or state.verifier.cached_verdict(presented_token(HTTPConnection(scope))) is not True:
             return None
         try:
-            answer = await stored_answer(state, run_id)
+            answer = await stored_answer(state, question[0])
         except (RunNotFound, SQLAlchemyError, psycopg.Error, DatabaseUnavailable):
             return None
+        if answer.body is not None and not answers_epoch(answer.body, question[1]):
+            return None  # another epoch: the route decides it
         if answer.body is not None:
             observe_decision(answer.decision)
         return answer.body

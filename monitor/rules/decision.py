@@ -5,6 +5,8 @@ firing warnings are listed but never pause. Every rank has its own states and th
 rank decides. Before the configured escalation start epoch the answer is always
 ``continue``, but firing pause rules are still reported (under ``warnings``).
 If the current epoch is unknown the gate is treated as open (the safe side: pause).
+The gate reads ``for_epoch`` when given: the epoch the trainer asks to escalate in
+(issue 18.9), where ``current_epoch`` is only the last epoch reported.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Decision:
     note: str | None = None
     current_epoch: int | None = None
     current_step: int | None = None
+    for_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the API, with non-finite floats encoded."""
@@ -54,6 +57,7 @@ def decide(
     current_epoch: int | None,
     current_step: int | None,
     escalation_start_epoch: int | None,
+    for_epoch: int | None = None,
 ) -> Decision:
     """Fold rule states into one decision; usually ``escalation_start_epoch=thresholds.escalation_start_epoch``."""
     firing: list[dict[str, Any]] = []
@@ -65,11 +69,8 @@ def decide(
             pending.append(_reason(state, thresholds))
     firing.sort(key=_order)
     pending.sort(key=_order)
-    gated = (
-        escalation_start_epoch is not None
-        and current_epoch is not None
-        and current_epoch < escalation_start_epoch
-    )
+    asked = current_epoch if for_epoch is None else for_epoch
+    gated = escalation_start_epoch is not None and asked is not None and asked < escalation_start_epoch
     blocking = [] if gated else [r for r in firing if r["severity"] == "pause"]
     warnings = firing if gated else [r for r in firing if r["severity"] != "pause"]
     verdict: Literal["continue", "pause"] = "pause" if blocking else "continue"
@@ -87,6 +88,7 @@ def decide(
         note=note,
         current_epoch=current_epoch,
         current_step=current_step,
+        for_epoch=asked,
     )
 
 

@@ -3,9 +3,10 @@
 Incremental by design: each reading costs O(number of rules) and never rescans history;
 whatever a rule needs from the past lives in its bounded ``state.memory``.
 
-Ordering: a batch reading whose step is <= the state's ``last_step`` (an epoch reading
-whose epoch is <= ``last_epoch``) is late or a duplicate and is ignored for that
-(rule, rank), so retries and out-of-order deliveries cannot move a rule backwards.
+Ordering: a batch reading whose (segment, step) is <= the state's (``last_segment``,
+``last_step``) (an epoch reading whose epoch is <= ``last_epoch``) is late or a duplicate
+and is ignored for that (rule, rank), so retries and out-of-order deliveries cannot move a
+rule backwards, while a resumed process's rewound steps (a new segment) are evaluated.
 The cursor advances even when the reading lacks the rule's metric.
 """
 
@@ -65,9 +66,10 @@ class RuleEngine:
         transitions = []
         for rule in self.batch_rules:
             state = state_for(states, rule.name, reading.rank)
-            if state.last_step is not None and reading.step <= state.last_step:
+            cursor = (reading.segment, reading.step)
+            if state.last_step is not None and cursor <= (state.last_segment, state.last_step):
                 continue
-            state.last_step = reading.step
+            state.last_segment, state.last_step = cursor
             obs = rule.observe(reading, state, self.thresholds)
             transition = self._apply(rule, state, obs, reading.step, reading.epoch)
             if transition is not None:

@@ -20,6 +20,9 @@ class BatchReading:
     step: int
     epoch: int
     rank: int = 0
+    # Where the rank's steps started again (a resumed process): the engine orders readings
+    # by (segment, step), so a rewound segment is evaluated, not taken for late readings.
+    segment: int = 0
     lora_norm_mean: float | None = None
     lora_norm_max: float | None = None
     stop_logit_var: float | None = None
@@ -44,6 +47,8 @@ class EpochReading:
     grad_explosion_events: int | None = None
     lr_backoff_events: int | None = None
     max_nan_streak: int | None = None
+    # The trainer's further figures (epoch.extra.NAME in rules): numbers or short vectors.
+    extra: dict[str, float | list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class RuleState:
     value: float | None = None
     threshold: float | None = None
     last_step: int | None = None
+    last_segment: int = 0  # the segment of last_step
     last_epoch: int | None = None
     memory: dict[str, Any] = field(default_factory=dict)
 

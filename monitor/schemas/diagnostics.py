@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.schemas.text import text_problem
@@ -22,10 +24,36 @@ READING_NAMES: tuple[str, ...] = (
     "loss",
     "nan_count",
     "grad_norm",
+    # issue 18 (design section 1): readings the RLAN trainer watches, size-free attention
+    "attention_max_mean",
+    "attention_peak_ratio",
+    "attention_entropy_norm",
+    "stop_logit_mean",
+    "stop_logit_abs_mean",
+    "stop_prob_mean",
+    "lora_norm_preclamp_mean",
+    "lora_norm_preclamp_max",
 )
 
 MAX_EXTRA_READINGS = 64
 MAX_NAME_LENGTH = 100
+MAX_SESSION_LENGTH = 100
+MAX_EPOCH_EXTRAS = 64  # keys of an epoch summary's extra
+MAX_EPOCH_VECTOR = 64  # numbers in one of its vectors (per-clue lists and the like)
+
+EpochVector = Annotated[list[float], Field(max_length=MAX_EPOCH_VECTOR)]
+
+
+def check_extra_names(extra: dict[str, object], limit: int, what: str) -> None:
+    """Bounded count, printable names of 1-100 characters (shared by record and epoch extras)."""
+    if len(extra) > limit:
+        raise ValueError(f"at most {limit} {what}")
+    for name in extra:
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"{what} names must be 1-{MAX_NAME_LENGTH} characters")
+        problem = text_problem(name)
+        if problem:
+            raise ValueError(f"{what} names {problem}")
 
 
 class DiagnosticRecord(BaseModel):
@@ -33,9 +61,15 @@ class DiagnosticRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: int = Field(ge=0, le=MAX_INDEX, description="Global batch index; unique per (run, rank).")
+    step: int = Field(ge=0, le=MAX_INDEX, description=(
+        "The global step: one per batch the rank sends, growing within a process (restored from the "
+        "checkpoint on resume); unique per (run, rank, segment). A jump of more than MONITOR_MAX_STEP_JUMP "
+        "above the rank's last step is refused (422)."))
     epoch: int = Field(ge=0, le=MAX_INDEX)
     rank: int = Field(default=0, ge=0, le=65535, description="Distributed rank that measured it.")
+    session: str | None = Field(default=None, min_length=1, max_length=MAX_SESSION_LENGTH, description=(
+        "Opaque id of the process that measured it, new at every process start: a new session on a rank "
+        "starts a new segment, so a resumed run's rewound steps are evaluated, not taken for late ones."))
     timestamp: float | None = Field(default=None, ge=0, le=1e11, description="Unix seconds.")
     lora_norm_mean: float | None = None
     lora_norm_max: float | None = None
@@ -48,20 +82,30 @@ class DiagnosticRecord(BaseModel):
     loss: float | None = None
     nan_count: float | None = None
     grad_norm: float | None = None
+    attention_max_mean: float | None = Field(default=None, description="Mean over maps of each map's max.")
+    attention_peak_ratio: float | None = Field(default=None,
+                                               description="Mean of max / (1 / valid cells); 1 = uniform.")
+    attention_entropy_norm: float | None = Field(default=None, description="Mean of entropy / ln(valid cells).")
+    stop_logit_mean: float | None = None
+    stop_logit_abs_mean: float | None = None
+    stop_prob_mean: float | None = Field(default=None, description="Mean of sigmoid(stop logits).")
+    lora_norm_preclamp_mean: float | None = Field(default=None, description="LoRA delta norm before the clamp.")
+    lora_norm_preclamp_max: float | None = None
     extra: dict[str, float | None] = Field(default_factory=dict, description="Further named readings.")
 
     @field_validator("extra")
     @classmethod
     def _bounded_extra(cls, extra: dict[str, float | None]) -> dict[str, float | None]:
-        if len(extra) > MAX_EXTRA_READINGS:
-            raise ValueError(f"at most {MAX_EXTRA_READINGS} extra readings per record")
-        for name in extra:
-            if not name or len(name) > MAX_NAME_LENGTH:
-                raise ValueError(f"extra reading names must be 1-{MAX_NAME_LENGTH} characters")
-            problem = text_problem(name)
-            if problem:
-                raise ValueError(f"extra reading names {problem}")
+        check_extra_names(extra, MAX_EXTRA_READINGS, "extra readings")
         return extra
+
+    @field_validator("session")
+    @classmethod
+    def _printable_session(cls, session: str | None) -> str | None:
+        problem = text_problem(session) if session is not None else None
+        if problem:
+            raise ValueError(f"session ids {problem}")
+        return session
 
 
 class DiagnosticBatch(BaseModel):
@@ -73,11 +117,15 @@ class DiagnosticBatch(BaseModel):
 
 
 class IngestResult(BaseModel):
-    """How many records were stored and how many were already there."""
+    """How many records were stored, how many were already there, how many came too late."""
 
     accepted: int
     duplicates: int
     last_step: int | None = None
+    late: int = Field(default=0, description="Stored but not evaluated: at or below their rank's last evaluated "
+                      "(segment, step), e.g. a rewind without a new session or a straggler of an earlier session")
+    notes: list[str] = Field(default_factory=list, description="What else happened to this batch, in words "
+                             "(late records, new segments, repeated steps)")
 
 
 class EpochSummary(BaseModel):
@@ -92,6 +140,16 @@ class EpochSummary(BaseModel):
     grad_explosion_events: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     lr_backoff_events: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     max_nan_streak: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    extra: dict[str, float | EpochVector] = Field(
+        default_factory=dict, description=f"The trainer's further epoch figures: numbers or short lists of numbers "
+        f"(at most {MAX_EPOCH_EXTRAS} keys, {MAX_EPOCH_VECTOR} numbers a list; NaN/Infinity are data). Rules read "
+        "them as epoch.extra.NAME.")
+
+    @field_validator("extra")
+    @classmethod
+    def _bounded_extra(cls, extra: dict[str, float | list[float]]) -> dict[str, float | list[float]]:
+        check_extra_names(extra, MAX_EPOCH_EXTRAS, "epoch extras")
+        return extra
 
 
 class EpochResult(BaseModel):

@@ -42,6 +42,8 @@ class DecisionAnswer(BaseModel):
     note: str | None
     current_epoch: int | None
     current_step: int | None
+    for_epoch: int | None = Field(description="The epoch this answer is for: 'may I escalate in epoch "
+                                  "for_epoch?' (the query's epoch; default: the last closed epoch + 1)")
     run_id: str
     epoch: int | None
     step: int | None

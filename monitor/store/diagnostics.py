@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import and_, insert, select
@@ -14,24 +14,40 @@ from monitor.floats import decode_float, encode_tree
 from monitor.rules.types import BatchReading
 from monitor.schemas.diagnostics import READING_NAMES, DiagnosticRecord
 from monitor.store.models import Diagnostic, Run
+from monitor.store.segments import RankSegments, advance, current_last_steps, place, save_segments
+
+DEFAULT_MAX_STEP_JUMP = 10_000_000  # MONITOR_MAX_STEP_JUMP's default (monitor.settings)
 
 NAN_BIT = {name: 1 << index for index, name in enumerate(READING_NAMES)}
+# The readings the rule engine's BatchReading knows: a reading is stored (and charted) as soon
+# as the schema has it, and reaches the rules once BatchReading grows the field.
+ENGINE_READINGS: tuple[str, ...] = tuple(
+    name for name in READING_NAMES if name in {item.name for item in fields(BatchReading)})
 
 
 @dataclass(frozen=True)
 class InsertOutcome:
-    """The records that were new (in step order) and how many were already stored."""
+    """What a batch did: records newly stored, duplicates, and which new ones the rules see.
+
+    ``readings``: the new records that are not late, as the engine reads them, in
+    evaluation order ((segment, step) per rank). ``late``: new records stored but not
+    evaluated. ``notes``: those things said in words for the ingest answer.
+    """
 
     new_records: list[DiagnosticRecord]
     duplicates: int
+    readings: list[BatchReading] = field(default_factory=list)
+    late: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
-def record_to_row(run_id: str, record: DiagnosticRecord) -> dict[str, Any]:
+def record_to_row(run_id: str, record: DiagnosticRecord, segment: int = 0) -> dict[str, Any]:
     """Column values for one record; NaN readings become NULL plus a nan_mask bit."""
     row: dict[str, Any] = {
         "run_id": run_id,
         "rank": record.rank,
         "step": record.step,
+        "segment": segment,
         "epoch": record.epoch,
         "timestamp": record.timestamp,
         "extra": encode_tree(record.extra) if record.extra else None,
@@ -47,61 +63,121 @@ def record_to_row(run_id: str, record: DiagnosticRecord) -> dict[str, Any]:
     return row
 
 
-def _existing_steps(session: Session, run_id: str, rank: int, steps: Sequence[int]) -> set[int]:
-    """Steps of this (run, rank) already stored within the batch's step range."""
+def _existing_steps(session: Session, run_id: str, rank: int, segment: int, steps: Sequence[int]) -> set[int]:
+    """Steps of this (run, rank, segment) already stored within the batch's step range."""
     query = select(Diagnostic.step).where(
         and_(
             Diagnostic.run_id == run_id,
             Diagnostic.rank == rank,
             Diagnostic.step >= min(steps),
             Diagnostic.step <= max(steps),
+            Diagnostic.segment == segment,
         )
     )
     return set(session.scalars(query))
 
 
-def _split_new(session: Session, run_id: str, records: Iterable[DiagnosticRecord]) -> tuple[list, int]:
-    """Drop records already stored or repeated within the request; keep the first copy."""
-    by_rank: dict[int, dict[int, DiagnosticRecord]] = {}
-    duplicates = 0
-    for record in records:
-        steps = by_rank.setdefault(record.rank, {})
-        if record.step in steps:
-            duplicates += 1
-        else:
+Placed = tuple[int, DiagnosticRecord]  # (segment, record)
+
+
+def _split_new(session: Session, run_id: str, records: Sequence[DiagnosticRecord],
+               placed: Sequence[int]) -> tuple[list[Placed], int, int]:
+    """Drop records already stored or repeated within the request; keep the first copy.
+
+    Also counts repeats within the request whose readings differ (not a retry: a step
+    counter that stood still, e.g. over a skipped NaN batch).
+    """
+    groups: dict[tuple[int, int], dict[int, DiagnosticRecord]] = {}
+    duplicates = differing = 0
+    for record, segment in zip(records, placed):
+        steps = groups.setdefault((record.rank, segment), {})
+        kept = steps.get(record.step)
+        if kept is None:
             steps[record.step] = record
-    new_records: list[DiagnosticRecord] = []
-    for rank, steps in by_rank.items():
-        stored = _existing_steps(session, run_id, rank, list(steps))
+            continue
+        duplicates += 1
+        differing += encode_tree(kept.model_dump()) != encode_tree(record.model_dump())
+    new_records: list[Placed] = []
+    for (rank, segment), steps in groups.items():
+        stored = _existing_steps(session, run_id, rank, segment, list(steps))
         duplicates += len(stored)
-        new_records.extend(record for step, record in steps.items() if step not in stored)
-    new_records.sort(key=lambda record: (record.step, record.rank))
-    return new_records, duplicates
+        new_records.extend((segment, record) for step, record in steps.items() if step not in stored)
+    new_records.sort(key=lambda item: (item[0], item[1].step, item[1].rank))
+    return new_records, duplicates, differing
 
 
-def insert_records(session: Session, run: Run, records: Sequence[DiagnosticRecord]) -> InsertOutcome:
-    """Store the records not yet stored; the caller holds the run's lock."""
+def _evaluation_order(new_records: list[Placed], segments: dict[int, RankSegments]) -> tuple[list[Placed], int]:
+    """The new records past their rank's (segment, step) cursor, in order, and how many are late."""
+    cursors = {rank: ranked.cursor for rank, ranked in segments.items()}
+    evaluate: list[Placed] = []
+    for segment, record in new_records:  # sorted by (segment, step): per rank, the engine's order
+        cursor = cursors[record.rank]
+        if cursor is None or (segment, record.step) > cursor:
+            cursors[record.rank] = (segment, record.step)
+            evaluate.append((segment, record))
+    return evaluate, len(new_records) - len(evaluate)
+
+
+def insert_records(session: Session, run: Run, records: Sequence[DiagnosticRecord],
+                   max_jump: int = DEFAULT_MAX_STEP_JUMP) -> InsertOutcome:
+    """Store the records not yet stored; the caller holds the run's lock. Raises StepJump."""
     if not records:
         return InsertOutcome([], 0)
-    new_records, duplicates = _split_new(session, run.run_id, records)
+    placed, segments = place(session, run.run_id, records, max_jump)
+    new_records, duplicates, differing = _split_new(session, run.run_id, records, placed)
+    evaluate, late = _evaluation_order(new_records, segments)
     if new_records:
-        session.execute(insert(Diagnostic), [record_to_row(run.run_id, r) for r in new_records])
-        run.record_count = (run.record_count or 0) + len(new_records)
-        last = new_records[-1]
-        if run.last_step is None or last.step >= run.last_step:
-            run.last_step = last.step
-        top_epoch = max(record.epoch for record in new_records)
-        run.last_epoch = top_epoch if run.last_epoch is None else max(run.last_epoch, top_epoch)
-    return InsertOutcome(new_records, duplicates)
+        session.execute(insert(Diagnostic), [record_to_row(run.run_id, r, seg) for seg, r in new_records])
+        _advance_segments(new_records, segments)
+        save_segments(session, run.run_id, segments)
+        _advance_run(session, run, new_records, evaluate, segments)
+    notes = segment_notes(segments, late, differing)
+    readings = [record_to_reading(record, segment) for segment, record in evaluate]
+    return InsertOutcome([record for _, record in new_records], duplicates, readings, late, notes)
 
 
-def record_to_reading(record: DiagnosticRecord) -> BatchReading:
+def _advance_segments(new_records: list[Placed], segments: dict[int, RankSegments]) -> None:
+    steps: dict[tuple[int, int], list[int]] = {}
+    for segment, record in new_records:
+        steps.setdefault((record.rank, segment), []).append(record.step)
+    for (rank, segment), stored in steps.items():
+        advance(segments[rank], segment, stored)
+
+
+def _advance_run(session: Session, run: Run, new_records: list[Placed], evaluate: list[Placed],
+                 segments: dict[int, RankSegments]) -> None:
+    """Record count, the run's last step (the newest segments' highest) and last epoch."""
+    run.record_count = (run.record_count or 0) + len(new_records)
+    if any(ranked.opened for ranked in segments.values()):
+        run.last_step = current_last_steps(session, run.run_id)
+    elif evaluate:
+        top = max(record.step for _, record in evaluate)
+        run.last_step = top if run.last_step is None else max(run.last_step, top)
+    top_epoch = max(record.epoch for _, record in new_records)
+    run.last_epoch = top_epoch if run.last_epoch is None else max(run.last_epoch, top_epoch)
+
+
+def segment_notes(segments: dict[int, RankSegments], late: int, differing: int) -> list[str]:
+    """The ingest answer's words for new segments, late records and steps that stood still."""
+    notes = [f"rank {rank}: a new session opened segment {row.segment}; the rules evaluate its steps from its "
+             "first one" for rank, ranked in sorted(segments.items()) for row in ranked.opened if row.segment > 0]
+    if late:
+        notes.append(f"{late} records were stored but not evaluated: at or below their rank's last evaluated step "
+                     "(a rewind without a new session, or records of an earlier session); see docs/steps.md")
+    if differing:
+        notes.append(f"{differing} records repeated a step of this request with different readings; the first of "
+                     "each was kept (the step must advance every batch, skipped ones included)")
+    return notes
+
+
+def record_to_reading(record: DiagnosticRecord, segment: int = 0) -> BatchReading:
     """The rule engine's view of a record."""
     return BatchReading(
         step=record.step,
         epoch=record.epoch,
         rank=record.rank,
-        **{name: getattr(record, name) for name in READING_NAMES},
+        segment=segment,
+        **{name: getattr(record, name) for name in ENGINE_READINGS},
     )
 
 
@@ -114,20 +190,26 @@ def row_readings(row: Any) -> dict[str, float | None]:
 
 
 def iter_batch_readings(session: Session, run_id: str, chunk: int = 5000) -> Iterator[BatchReading]:
-    """Every stored batch of a run in (step, rank) order, streamed in chunks (backtests)."""
+    """Every stored batch of a run in (segment, step, rank) order, streamed in chunks (backtests).
+
+    Per rank that is the order ingestion evaluated them in (a resumed segment after the one before).
+    """
     query = (
         select(Diagnostic)
         .where(Diagnostic.run_id == run_id)
-        .order_by(Diagnostic.step, Diagnostic.rank)
+        .order_by(Diagnostic.segment, Diagnostic.step, Diagnostic.rank)
         .execution_options(yield_per=chunk)
     )
     for row in session.scalars(query):
-        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, **row_readings(row))
+        readings = row_readings(row)
+        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, segment=row.segment,
+                           **{name: readings[name] for name in ENGINE_READINGS})
 
 
 def row_to_record_json(row: Diagnostic) -> dict[str, Any]:
     """A stored row as the API returns it (NaN/Inf spelled as strings)."""
-    body: dict[str, Any] = {"step": row.step, "epoch": row.epoch, "rank": row.rank, "timestamp": row.timestamp}
+    body: dict[str, Any] = {"step": row.step, "epoch": row.epoch, "rank": row.rank, "segment": row.segment,
+                            "timestamp": row.timestamp}
     body.update(row_readings(row))
     body["extra"] = {key: decode_float(val) for key, val in (row.extra or {}).items()}
     return encode_tree(body)
@@ -144,5 +226,5 @@ def list_records(
         query = query.where(Diagnostic.step >= step_min)
     if step_max is not None:
         query = query.where(Diagnostic.step <= step_max)
-    query = query.order_by(Diagnostic.step, Diagnostic.rank).limit(limit)
+    query = query.order_by(Diagnostic.step, Diagnostic.rank, Diagnostic.segment).limit(limit)
     return [row_to_record_json(row) for row in session.scalars(query)]

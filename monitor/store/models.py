@@ -83,6 +83,9 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The highest epoch closed by an epoch summary (any rank): the escalation question's
+    # default epoch is the one after it.
+    closed_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     record_count: Mapped[int] = mapped_column(BigInteger, default=0)
     decision: Mapped[str] = mapped_column(String(16), default="continue")
     health: Mapped[str] = mapped_column(String(16), default="ok")
@@ -94,14 +97,19 @@ class Run(Base):
 
 
 class Diagnostic(Base):
-    """One batch of one rank."""
+    """One batch of one rank.
+
+    Unique per (run, rank, segment, step); the index puts step before segment so that step
+    windows (charts, dedupe) stay range scans whatever the number of segments.
+    """
 
     __tablename__ = "diagnostics"
-    __table_args__ = (UniqueConstraint("run_id", "rank", "step"),)
+    __table_args__ = (UniqueConstraint("run_id", "rank", "step", "segment"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
     rank: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(BigInteger)
+    segment: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     epoch: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[float | None] = mapped_column(Double, nullable=True)
     lora_norm_mean: Mapped[float | None] = mapped_column(Double, nullable=True)
@@ -115,8 +123,35 @@ class Diagnostic(Base):
     loss: Mapped[float | None] = mapped_column(Double, nullable=True)
     nan_count: Mapped[float | None] = mapped_column(Double, nullable=True)
     grad_norm: Mapped[float | None] = mapped_column(Double, nullable=True)
+    attention_max_mean: Mapped[float | None] = mapped_column(Double, nullable=True)
+    attention_peak_ratio: Mapped[float | None] = mapped_column(Double, nullable=True)
+    attention_entropy_norm: Mapped[float | None] = mapped_column(Double, nullable=True)
+    stop_logit_mean: Mapped[float | None] = mapped_column(Double, nullable=True)
+    stop_logit_abs_mean: Mapped[float | None] = mapped_column(Double, nullable=True)
+    stop_prob_mean: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lora_norm_preclamp_mean: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lora_norm_preclamp_max: Mapped[float | None] = mapped_column(Double, nullable=True)
     nan_mask: Mapped[int] = mapped_column(Integer, default=0)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class RunSegment(Base):
+    """A stretch of one rank's steps measured by one process (session), in order of start.
+
+    A new session on a rank opens the next segment: a resumed trainer's steps rewind to
+    its checkpoint, and ordering readings by (segment, step) keeps evaluating them.
+    """
+
+    __tablename__ = "run_segments"
+    __table_args__ = (UniqueConstraint("run_id", "rank", "segment"), UniqueConstraint("run_id", "rank", "session"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+    segment: Mapped[int] = mapped_column(Integer, default=0)
+    session: Mapped[str | None] = mapped_column(String(100), nullable=True)  # None: records without one
+    first_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class EpochRecord(Base):
@@ -134,6 +169,8 @@ class EpochRecord(Base):
     lr_backoff_events: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_nan_streak: Mapped[int | None] = mapped_column(Integer, nullable=True)
     nan_mask: Mapped[int] = mapped_column(Integer, default=0)
+    # {name: number | [numbers]}, NaN/Infinity spelled as strings (monitor.floats)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     closed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
