@@ -14,6 +14,7 @@ from monitor.alerts.worker import DeliveryWorker
 from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, runs, series, webhooks
 from monitor.api.decision_poll import DecisionPoll
 from monitor.api.errors import install_error_handlers
+from monitor.api.internal_error import install_internal_error_handler
 from monitor.api.limits import BodySizeLimit
 from monitor.api.raw_body import add_body_schemas
 from monitor.api.request_metrics import RequestMetrics
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.verifier = TokenVerifier(db, settings.api_token)
     install_error_handlers(app)
+    install_internal_error_handler(app)
     add_body_schemas(app)
     for module in (health, metrics, runs, diagnostics, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)

@@ -1,0 +1,45 @@
+"""run events (config changes) and the config digest
+
+Revision ID: 0005_run_events
+Revises: 0004
+Create Date: 2026-12-04 20:30:00
+
+``run_events`` keeps what was done to a run (today: ``config.changed`` with a bounded
+diff), so a second PUT no longer replaces the config without a trace.
+``runs.config_digest`` is the SHA-256 of the config's canonical JSON: ingestion caches
+thresholds by it and no longer loads the config. Existing runs get NULL (read as before)
+until their next config PUT.
+"""
+from __future__ import annotations
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0005_run_events'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('runs', sa.Column('config_digest', sa.String(length=64), nullable=True))
+    op.create_table('run_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('run_id', sa.String(length=200), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['run_id'], ['runs.run_id'], name=op.f('fk_run_events_run_id_runs'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_run_events'))
+    )
+    with op.batch_alter_table('run_events', schema=None) as batch_op:
+        batch_op.create_index('ix_run_events_run_id_id', ['run_id', 'id'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('run_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_run_events_run_id_id')
+    op.drop_table('run_events')
+    with op.batch_alter_table('runs') as batch_op:
+        batch_op.drop_column('config_digest')
