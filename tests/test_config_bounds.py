@@ -7,6 +7,7 @@ and from then on ``GET /api/v1/runs`` answered 500 for everyone. Now such a conf
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -156,3 +157,48 @@ def test_a_config_that_does_not_read_back_is_not_kept(service: LiveService) -> N
     [item] = assert_documented_422(response, ["body", "config"])
     assert "read back" in item["msg"]
     assert client.get("/api/v1/runs/t").json()["config"] == {"v": 1}
+
+
+def test_ingest_neither_loads_nor_rereads_the_config(database_url: str) -> None:
+    """Thresholds come from the process's cache by config digest: after the first batch, ingesting
+    reads no config column and builds no thresholds (a 7 MB config cost each 1-record batch 64 ms)."""
+    import json as jsonlib
+
+    from sqlalchemy import event
+
+    from monitor import evaluation
+    from monitor.ingest.work import store_batch
+    from monitor.rules.thresholds import Thresholds
+    from monitor.schemas.config_tree import check_config
+    from monitor.settings import Settings
+    from monitor.store import runs
+    from monitor.store.database import Database
+    from monitor.store.migrate import upgrade
+
+    upgrade(database_url)
+    db, settings = Database(database_url, pool_size=2), Settings(database_url=database_url)
+    statements: list[str] = []
+    built: list[object] = []
+    original = Thresholds.from_run_config.__func__  # type: ignore[attr-defined]
+    try:
+        config = check_config({"hyper_lora": {"lora_max_norm": 2.5}, "notes": "n" * 1000}, max_depth=32,
+                              max_bytes=10**6)
+        with db.write_session() as session:
+            runs.create_or_get_run(session, "cached", runs.RunFields(config=config))
+        evaluation._THRESHOLDS = type(evaluation._THRESHOLDS)()  # this test's own cache, empty
+
+        def batch(step: int) -> bytes:
+            return jsonlib.dumps({"records": [{"step": step, "epoch": 0, "lora_norm_max": 1.0}]}).encode()
+
+        store_batch(db, settings, "cached", batch(1), "application/json")  # fills the cache
+        Thresholds.from_run_config = classmethod(lambda cls, c: built.append(c) or original(cls, c))  # type: ignore
+        event.listen(db.engine, "before_cursor_execute",
+                     lambda conn, cursor, sql, params, context, many: statements.append(sql))
+        for step in (2, 3):
+            store_batch(db, settings, "cached", batch(step), "application/json")
+    finally:
+        Thresholds.from_run_config = classmethod(original)  # type: ignore[method-assign]
+        db.dispose()
+    assert statements, "the listener saw the ingest transactions"
+    reads_config = [sql for sql in statements if re.search(r"\bruns\.config\b(?!_)", sql)]
+    assert reads_config == [] and built == []
