@@ -30,7 +30,6 @@ def record_config_change(session: Session, run: Run, replaced: dict[str, Any], d
         "decision_after": run.decision,
     }
     events.add_run_event(session, run.run_id, CONFIG_CHANGED, payload)
-    if CONFIG_CHANGED in outbox.EVENT_TYPES:
-        outbox.enqueue(session, run.run_id, CONFIG_CHANGED,
-                       {"run_id": run.run_id, "run_name": run.name, **payload, "dashboard_url": link})
+    outbox.enqueue(session, run.run_id, CONFIG_CHANGED,
+                   {"run_id": run.run_id, "run_name": run.name, **payload, "dashboard_url": link})
     return payload
