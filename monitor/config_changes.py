@@ -25,7 +25,7 @@ def record_config_change(session: Session, run: Run, replaced: dict[str, Any], d
     """Store the event (diff of ``replaced`` -> ``run.config``) and queue its webhook; returns the payload."""
     payload = {
         **config_diff(replaced, run.config or {}),
-        "config_digest": run.config_digest,
+        "config_sha256": run.config_sha256,
         "decision_before": decision_before,
         "decision_after": run.decision,
     }

@@ -35,9 +35,9 @@ def thresholds_for(run: Run) -> Thresholds:
     By config digest from the process's cache, so ingestion does not load the config;
     runs stored before migration 0005 (no digest) read their config each time.
     """
-    if run.config_digest is None:
+    if run.config_sha256 is None:
         return Thresholds.from_run_config(run.config or {})
-    return _THRESHOLDS.get(run.config_digest, lambda: run.config or {})
+    return _THRESHOLDS.get(run.config_sha256, lambda: run.config or {})
 
 
 def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRecord], public_url: str) -> None:

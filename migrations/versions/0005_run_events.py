@@ -6,7 +6,7 @@ Create Date: 2026-12-04 20:30:00
 
 ``run_events`` keeps what was done to a run (today: ``config.changed`` with a bounded
 diff), so a second PUT no longer replaces the config without a trace.
-``runs.config_digest`` is the SHA-256 of the config's canonical JSON: ingestion caches
+``runs.config_sha256`` is the SHA-256 of the config's canonical JSON: ingestion caches
 thresholds by it and no longer loads the config. Existing runs get NULL (read as before)
 until their next config PUT.
 """
@@ -23,7 +23,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('runs', sa.Column('config_digest', sa.String(length=64), nullable=True))
+    op.add_column('runs', sa.Column('config_sha256', sa.String(length=64), nullable=True))
     op.create_table('run_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('run_id', sa.String(length=200), nullable=False),
@@ -42,4 +42,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_run_events_run_id_id')
     op.drop_table('run_events')
     with op.batch_alter_table('runs') as batch_op:
-        batch_op.drop_column('config_digest')
+        batch_op.drop_column('config_sha256')

@@ -166,16 +166,16 @@ class ThresholdsCache:
         self._items: OrderedDict[str, Thresholds] = OrderedDict()
         self._lock = threading.Lock()  # ingest threads and request threads share it
 
-    def get(self, digest: str, config: Callable[[], dict[str, Any] | None]) -> Thresholds:
-        """The thresholds of the config with ``digest``; ``config()`` is called only on a miss."""
+    def get(self, sha256: str, config: Callable[[], dict[str, Any] | None]) -> Thresholds:
+        """The thresholds of the config with SHA-256 ``sha256``; ``config()`` is called only on a miss."""
         with self._lock:
-            found = self._items.get(digest)
+            found = self._items.get(sha256)
             if found is not None:
-                self._items.move_to_end(digest)
+                self._items.move_to_end(sha256)
                 return found
         found = Thresholds.from_run_config(config())  # outside the lock: it may load the config
         with self._lock:
-            self._items[digest] = found
+            self._items[sha256] = found
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return found

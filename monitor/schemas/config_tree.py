@@ -26,7 +26,7 @@ class CheckedConfig:
 
     tree: dict[str, Any]
     text: str
-    digest: str
+    sha256: str
 
 
 def canonical_json(tree: Any) -> str:

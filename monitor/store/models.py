@@ -80,7 +80,7 @@ class Run(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # SHA-256 of the config's canonical JSON (monitor.schemas.config_tree): ingestion looks
     # thresholds up by it instead of loading and re-reading the config (NULL: stored before 0005).
-    config_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    config_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     escalation_start_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -32,7 +32,7 @@ def get_run(session: Session, run_id: str, *, lock: bool = False) -> Run:
     Locked (the ingest path), the config column is loaded only if something reads it.
     """
     query = select(Run).where(Run.run_id == run_id)
-    if lock:  # ingestion: thresholds come by config_digest, so the (maybe large) config stays unread
+    if lock:  # ingestion: thresholds come by config_sha256, so the (maybe large) config stays unread
         query = query.options(defer(Run.config))
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
@@ -90,7 +90,7 @@ def _insert_run(session: Session, run_id: str, fields: RunFields) -> Run | None:
     """The new run, or None when a concurrent PUT inserted it first."""
     config = fields.config
     run = Run(run_id=run_id, name=fields.name or run_id, project=fields.project or "default",
-              config=config.tree if config else {}, config_digest=config.digest if config else None,
+              config=config.tree if config else {}, config_sha256=config.sha256 if config else None,
               escalation_start_epoch=fields.escalation_start_epoch)
     session.add(run)
     try:
@@ -108,11 +108,11 @@ def _update_run(run: Run, fields: RunFields) -> tuple[bool, dict[str, Any] | Non
         run.name = fields.name
     if fields.project is not None:
         run.project = fields.project
-    if fields.config is not None and fields.config.digest != run.config_digest:
+    if fields.config is not None and fields.config.sha256 != run.config_sha256:
         previous = run.config or {}
         if canonical_json(previous) != fields.config.text:  # not just a digest missing (run stored before 0005)
             replaced = previous
-        run.config, run.config_digest = fields.config.tree, fields.config.digest
+        run.config, run.config_sha256 = fields.config.tree, fields.config.sha256
         wrote_config = True
     if fields.escalation_start_epoch is not None:
         run.escalation_start_epoch = fields.escalation_start_epoch
