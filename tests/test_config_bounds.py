@@ -133,7 +133,8 @@ def test_unusable_sections_are_422_naming_the_loc(sqlite_service: LiveService, c
 
 _TAMPER = {
     "sqlite": ["CREATE TRIGGER tamper AFTER UPDATE OF config ON runs BEGIN "
-               "UPDATE runs SET config = '{\"tampered\": 1}' WHERE run_id = NEW.run_id AND config != '{\"tampered\": 1}'; END"],
+               "UPDATE runs SET config = '{\"tampered\": 1}' "
+               "WHERE run_id = NEW.run_id AND config != '{\"tampered\": 1}'; END"],
     "postgresql": [
         "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "NEW.config := '{\"tampered\": 1}'::json; RETURN NEW; END $$",

@@ -7,6 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from monitor.schemas.text import text_problem
 
 MAX_INDEX = 2**62  # fits a signed 64-bit column with room to spare
+# Answers carry steps and epochs exactly (JSON numbers have no size limit); JavaScript's
+# JSON.parse reads numbers as doubles, exact only up to 2^53-1 (docs/reliability.md, 16.9).
+BIG_INDEX_NOTE = "Exact in the JSON text up to 2^62; JavaScript clients should read values above 2^53-1 as BigInt."
 MAX_COUNT = 2**31 - 1  # epoch counts go to INTEGER columns (32-bit on PostgreSQL)
 
 # The per-batch readings, in column order. Any of them may be missing in a record.
@@ -33,8 +36,8 @@ class DiagnosticRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: int = Field(ge=0, le=MAX_INDEX, description="Global batch index; unique per (run, rank).")
-    epoch: int = Field(ge=0, le=MAX_INDEX)
+    step: int = Field(ge=0, le=MAX_INDEX, description="Global batch index; unique per (run, rank). " + BIG_INDEX_NOTE)
+    epoch: int = Field(ge=0, le=MAX_INDEX, description=BIG_INDEX_NOTE)
     rank: int = Field(default=0, ge=0, le=65535, description="Distributed rank that measured it.")
     timestamp: float | None = Field(default=None, ge=0, le=1e11, description="Unix seconds.")
     lora_norm_mean: float | None = None
@@ -85,7 +88,7 @@ class EpochSummary(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epoch: int = Field(ge=0, le=MAX_INDEX)
+    epoch: int = Field(ge=0, le=MAX_INDEX, description=BIG_INDEX_NOTE)
     rank: int = Field(default=0, ge=0, le=65535)
     eval_accuracy: float | None = Field(default=None, description="Accuracy the EMA rule follows.")
     train_accuracy: float | None = Field(default=None, description="Used when eval_accuracy is missing.")
