@@ -28,6 +28,8 @@ def record_config_change(session: Session, run: Run, replaced: dict[str, Any], d
         "config_sha256": run.config_sha256,
         "decision_before": decision_before,
         "decision_after": run.decision,
+        "step": run.last_step,  # where on the charts' step axis the change took effect
+        "epoch": run.last_epoch,
     }
     events.add_run_event(session, run.run_id, CONFIG_CHANGED, payload)
     outbox.enqueue(session, run.run_id, CONFIG_CHANGED,
