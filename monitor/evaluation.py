@@ -16,7 +16,7 @@ from monitor.alerts import outbox
 from monitor.metrics import observe_rules
 from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
-from monitor.rules.thresholds import Thresholds, ThresholdsCache
+from monitor.rules.thresholds import Thresholds, ThresholdsCache, stored_config_thresholds
 from monitor.rules.types import EpochReading, RuleState, RuleTransition
 from monitor.schemas.diagnostics import DiagnosticRecord
 from monitor.store import events
@@ -36,7 +36,7 @@ def thresholds_for(run: Run) -> Thresholds:
     runs stored before migration 0005 (no digest) read their config each time.
     """
     if run.config_sha256 is None:
-        return Thresholds.from_run_config(run.config or {})
+        return stored_config_thresholds(run.config or {})
     return _THRESHOLDS.get(run.config_sha256, lambda: run.config or {})
 
 

@@ -203,3 +203,19 @@ def test_ingest_neither_loads_nor_rereads_the_config(database_url: str) -> None:
     assert statements, "the listener saw the ingest transactions"
     reads_config = [sql for sql in statements if re.search(r"\bruns\.config\b(?!_)", sql)]
     assert reads_config == [] and built == []
+
+
+def test_a_run_stored_before_the_section_check_keeps_ingesting(sqlite_service: LiveService) -> None:
+    """A config with a non-mapping section stored before migration 0005 reads it as absent, as then."""
+    client = sqlite_service.client
+    assert client.put("/api/v1/runs/legacy", json={"config": {"lr": 1}}).status_code == 201
+    engine = create_engine(sqlite_service.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE runs SET config = :config, config_sha256 = NULL WHERE run_id = 'legacy'"),
+                         {"config": '{"meta_escalation": "x", "training": [1]}'})
+    finally:
+        engine.dispose()
+    answer = client.post("/api/v1/runs/legacy/diagnostics", json={"records": [{"step": 1, "epoch": 0, "loss": 1.0}]})
+    assert answer.status_code == 200, answer.text
+    assert client.get("/api/v1/runs/legacy").json()["config"] == {"meta_escalation": "x", "training": [1]}

@@ -173,12 +173,22 @@ class ThresholdsCache:
             if found is not None:
                 self._items.move_to_end(sha256)
                 return found
-        found = Thresholds.from_run_config(config())  # outside the lock: it may load the config
+        found = stored_config_thresholds(config())  # outside the lock: it may load the config
         with self._lock:
             self._items[sha256] = found
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return found
+
+
+def stored_config_thresholds(config: dict[str, Any] | None) -> Thresholds:
+    """Thresholds of a config already stored: one stored before sections were checked (migration
+    0005) reads a non-mapping section as absent, as it did then, so its ingestion keeps working
+    (its run page shows the config error)."""
+    if isinstance(config, dict):
+        config = {key: value for key, value in config.items()
+                  if key not in _SECTIONS or value is None or isinstance(value, dict)}
+    return Thresholds.from_run_config(config)
 
 
 def _check_sections(config: dict[str, Any]) -> None:
