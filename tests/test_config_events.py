@@ -92,3 +92,13 @@ def test_diff_tells_types_and_removals_apart() -> None:
         {"path": ["b", "c"], "change": "changed", "old": True, "new": 1},
         {"path": ["b", "d"], "change": "removed", "old": [1]},
     ]
+
+
+def test_slack_text_names_the_keys_and_the_flip() -> None:
+    from monitor.alerts.formats import slack_text
+
+    data = {"run_id": "r", "changes": [{"path": ["monitor", "severity"], "change": "added", "new": {}}],
+            "changed_count": 1, "decision_before": "pause", "decision_after": "continue",
+            "dashboard_url": "http://x/runs/r"}
+    text = slack_text({"type": "config.changed", "data": data})
+    assert "`monitor.severity`" in text and "*pause* -> *continue*" in text and "<http://x/runs/r|" in text
