@@ -185,18 +185,21 @@ def test_ingest_neither_loads_nor_rereads_the_config(database_url: str) -> None:
         config = check_config({"hyper_lora": {"lora_max_norm": 2.5}, "notes": "n" * 1000}, max_depth=32,
                               max_bytes=10**6)
         with db.write_session() as session:
-            runs.create_or_get_run(session, "cached", runs.RunFields(config=config))
+            runs.upsert_run(session, "cached", runs.RunFields(config=config))
+            runs.upsert_run(session, "bare", runs.RunFields())  # no config: hashed as {}
         evaluation._THRESHOLDS = type(evaluation._THRESHOLDS)()  # this test's own cache, empty
 
         def batch(step: int) -> bytes:
             return jsonlib.dumps({"records": [{"step": step, "epoch": 0, "lora_norm_max": 1.0}]}).encode()
 
-        store_batch(db, settings, "cached", batch(1), "application/json")  # fills the cache
+        for run_id in ("cached", "bare"):
+            store_batch(db, settings, run_id, batch(1), "application/json")  # fills the cache
         Thresholds.from_run_config = classmethod(lambda cls, c: built.append(c) or original(cls, c))  # type: ignore
         event.listen(db.engine, "before_cursor_execute",
                      lambda conn, cursor, sql, params, context, many: statements.append(sql))
         for step in (2, 3):
             store_batch(db, settings, "cached", batch(step), "application/json")
+            store_batch(db, settings, "bare", batch(step), "application/json")
     finally:
         Thresholds.from_run_config = classmethod(original)  # type: ignore[method-assign]
         db.dispose()
@@ -219,3 +222,28 @@ def test_a_run_stored_before_the_section_check_keeps_ingesting(sqlite_service: L
     answer = client.post("/api/v1/runs/legacy/diagnostics", json={"records": [{"step": 1, "epoch": 0, "loss": 1.0}]})
     assert answer.status_code == 200, answer.text
     assert client.get("/api/v1/runs/legacy").json()["config"] == {"meta_escalation": "x", "training": [1]}
+
+
+def test_migration_0005_hashes_existing_configs(sqlite_url: str) -> None:
+    """Runs stored before 0005 get their config hash, so their ingestion does not read the config either."""
+    from monitor.schemas.config_tree import canonical_json, check_config
+    from monitor.store.migrate import upgrade
+
+    upgrade(sqlite_url, "0004")
+    engine = create_engine(sqlite_url)
+    config = {"b": [1, 2], "a": {"monitor": None}, "s": "ü"}
+    try:
+        with engine.begin() as conn:
+            for run_id, stored in (("old", canonical_json(config)), ("empty", "{}")):
+                conn.execute(text("INSERT INTO runs (run_id, name, project, config, created_at, updated_at, "
+                                  "record_count, decision, health, decision_version) VALUES (:id, :id, 'p', "
+                                  ":config, '2026-01-01', '2026-01-01', 0, 'continue', 'ok', 0)"),
+                             {"id": run_id, "config": stored})
+        upgrade(sqlite_url)
+        with engine.connect() as conn:
+            hashes = dict(conn.execute(text("SELECT run_id, config_sha256 FROM runs")).all())
+    finally:
+        engine.dispose()
+    max_bytes = 10**6
+    assert hashes == {"old": check_config(config, max_depth=32, max_bytes=max_bytes).sha256,
+                      "empty": check_config({}, max_depth=32, max_bytes=max_bytes).sha256}

@@ -7,10 +7,14 @@ Create Date: 2026-12-04 20:30:00
 ``run_events`` keeps what was done to a run (today: ``config.changed`` with a bounded
 diff), so a second PUT no longer replaces the config without a trace.
 ``runs.config_sha256`` is the SHA-256 of the config's canonical JSON: ingestion caches
-thresholds by it and no longer loads the config. Existing runs get NULL (read as before)
-until their next config PUT.
+thresholds by it and no longer loads the config. Existing runs get theirs here (the same
+canonical JSON as ``monitor.schemas.config_tree.canonical_json``, copied so this revision
+never changes with the code).
 """
 from __future__ import annotations
+
+import hashlib
+import json
 
 from alembic import op
 import sqlalchemy as sa
@@ -22,8 +26,22 @@ branch_labels = None
 depends_on = None
 
 
+def _sha256(config: object) -> str:
+    text = json.dumps(config or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _backfill() -> None:
+    runs = sa.table('runs', sa.column('run_id', sa.String), sa.column('config', sa.JSON),
+                    sa.column('config_sha256', sa.String))
+    conn = op.get_bind()
+    for run_id, config in conn.execute(sa.select(runs.c.run_id, runs.c.config)).all():
+        conn.execute(runs.update().where(runs.c.run_id == run_id).values(config_sha256=_sha256(config)))
+
+
 def upgrade() -> None:
     op.add_column('runs', sa.Column('config_sha256', sa.String(length=64), nullable=True))
+    _backfill()
     op.create_table('run_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('run_id', sa.String(length=200), nullable=False),

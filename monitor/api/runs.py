@@ -33,7 +33,7 @@ def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, settings: SettingsDep,
                             body.escalation_start_epoch)
     try:
         with db.write_session() as session:
-            upserted = runs.create_or_get_run(session, run_id, fields)
+            upserted = runs.upsert_run(session, run_id, fields)
             decision_before = upserted.run.decision
             refresh_decision(session, upserted.run, settings.public_url)
             if upserted.replaced_config is not None:

@@ -29,6 +29,11 @@ class CheckedConfig:
     sha256: str
 
 
+def empty_config() -> CheckedConfig:
+    """The config of a run created without one (hashed too, so its ingestion never reads it)."""
+    return hashed_config({})
+
+
 def canonical_json(tree: Any) -> str:
     """Compact JSON with sorted keys: the same config always gives the same text."""
     return json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -39,11 +44,17 @@ def check_config(tree: dict[str, Any], *, max_depth: int, max_bytes: int) -> Che
     problem = tree_problem(tree, max_depth)
     if problem is not None:
         raise ConfigError([problem])
-    text = canonical_json(tree)
-    size = len(text.encode("utf-8"))
+    checked = hashed_config(tree)
+    size = len(checked.text.encode("utf-8"))
     if size > max_bytes:
         raise ConfigError([ConfigProblem((), f"config is {size} bytes as compact JSON; at most {max_bytes} "
                                          "are accepted (MONITOR_MAX_CONFIG_BYTES)", "too_long")])
+    return checked
+
+
+def hashed_config(tree: dict[str, Any]) -> CheckedConfig:
+    """``tree`` with its canonical text and hash, unchecked (for configs from our own code)."""
+    text = canonical_json(tree)
     return CheckedConfig(tree, text, hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 

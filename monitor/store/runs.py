@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from monitor.schemas.config_tree import CheckedConfig, canonical_json
+from monitor.schemas.config_tree import CheckedConfig, canonical_json, empty_config, hashed_config
 from monitor.store.async_rows import AsyncRowReader
 from monitor.store.database import Database
 from monitor.store.decision_board import StoredAnswer
@@ -65,7 +65,16 @@ class Upserted:
     replaced_config: dict[str, Any] | None = None
 
 
-def create_or_get_run(session: Session, run_id: str, fields: RunFields) -> Upserted:
+def create_or_get_run(session: Session, run_id: str, *, name: str | None = None, project: str | None = None,
+                      config: dict[str, Any] | None = None,
+                      escalation_start_epoch: int | None = None) -> tuple[Run, bool]:
+    """(run, created) of :func:`upsert_run` for callers with a config of their own (tools, tests): unbounded."""
+    checked = None if config is None else hashed_config(config)
+    upserted = upsert_run(session, run_id, RunFields(name, project, checked, escalation_start_epoch))
+    return upserted.run, upserted.created
+
+
+def upsert_run(session: Session, run_id: str, fields: RunFields) -> Upserted:
     """Idempotent create: an existing run is returned as is, unless fields are given to update.
 
     A resumed trainer sends the same body and keeps its run; a changed config updates the
@@ -88,10 +97,9 @@ def create_or_get_run(session: Session, run_id: str, fields: RunFields) -> Upser
 
 def _insert_run(session: Session, run_id: str, fields: RunFields) -> Run | None:
     """The new run, or None when a concurrent PUT inserted it first."""
-    config = fields.config
+    config = fields.config or empty_config()
     run = Run(run_id=run_id, name=fields.name or run_id, project=fields.project or "default",
-              config=config.tree if config else {}, config_sha256=config.sha256 if config else None,
-              escalation_start_epoch=fields.escalation_start_epoch)
+              config=config.tree, config_sha256=config.sha256, escalation_start_epoch=fields.escalation_start_epoch)
     session.add(run)
     try:
         session.flush()
