@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dashboards.figures import decision_figure, firing_spans, metric_figure, span_shapes, threshold_lines
+from monitor.config_changes import CONFIG_CHANGED
 from monitor.rules.thresholds import Thresholds
 from monitor.store import events, runs
 from monitor.store.models import Run
@@ -47,6 +48,8 @@ def run_page(session: Session, run: Run, max_points: int, progress: Progress | N
     lines = threshold_lines(thresholds)
     rule_events = events.list_rule_events(session, run.run_id, limit=EVENT_LIMIT)
     decisions = events.list_decisions(session, run.run_id, limit=EVENT_LIMIT)
+    config_changes = [item for item in events.list_run_events(session, run.run_id, limit=EVENT_LIMIT)
+                      if item["kind"] == CONFIG_CHANGED]
     spans = firing_spans(rule_events)
     metrics = metrics_with_data(session, run.run_id)
     if progress:
@@ -61,7 +64,7 @@ def run_page(session: Session, run: Run, max_points: int, progress: Progress | N
         "run": run_summary(run), "config": run.config, "thresholds": thresholds.effective(),
         "thresholds_error": thresholds_error, "metrics": metrics, "rule_events": rule_events,
         "decisions": decisions, "spans": spans, "deliveries": list_deliveries(session, run.run_id),
-        "state": state,
+        "config_changes": config_changes, "state": state,
     }
 
 

@@ -13,7 +13,9 @@ from monitor import __version__
 from monitor.alerts.worker import DeliveryWorker
 from monitor.api import backtest, diagnostics, epochs, escalation, health, metrics, pages, runs, series, webhooks
 from monitor.api.decision_poll import DecisionPoll
+from monitor.api.docs import install_docs
 from monitor.api.errors import install_error_handlers
+from monitor.api.internal_error import install_internal_error_handler
 from monitor.api.limits import BodySizeLimit
 from monitor.api.raw_body import add_body_schemas
 from monitor.api.request_metrics import RequestMetrics
@@ -67,11 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Stores per-batch training diagnostics, evaluates health rules, "
         "and answers pause/continue for meta-escalation.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from local files (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
     app.state.verifier = TokenVerifier(db, settings.api_token)
     install_error_handlers(app)
+    install_internal_error_handler(app)
+    install_docs(app)
     add_body_schemas(app)
     for module in (health, metrics, runs, diagnostics, epochs, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)

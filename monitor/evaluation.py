@@ -16,7 +16,7 @@ from monitor.alerts import outbox
 from monitor.metrics import observe_rules
 from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.thresholds import Thresholds, ThresholdsCache, stored_config_thresholds
 from monitor.rules.types import BatchReading, EpochReading, RuleState, RuleTransition
 from monitor.store import events
 from monitor.store.decision_board import StoredAnswer, stage
@@ -24,9 +24,18 @@ from monitor.store.models import Run
 from monitor.store.rule_states import StateKey, load_states, save_states
 
 
+_THRESHOLDS = ThresholdsCache()
+
+
 def thresholds_for(run: Run) -> Thresholds:
-    """Effective thresholds of a run (defaults overridden by its trainer config)."""
-    return Thresholds.from_run_config(run.config or {})
+    """Effective thresholds of a run (defaults overridden by its trainer config).
+
+    By config digest from the process's cache, so ingestion does not load the config;
+    runs stored before migration 0005 (no digest) read their config each time.
+    """
+    if run.config_sha256 is None:
+        return stored_config_thresholds(run.config or {})
+    return _THRESHOLDS.get(run.config_sha256, lambda: run.config or {})
 
 
 def evaluate_batches(session: Session, run: Run, readings: Sequence[BatchReading], public_url: str) -> None:

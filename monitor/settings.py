@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         "(0 for a rank's first record) is refused with 422: one wild step would otherwise make every later "
         "record late.",
     )
+    max_config_depth: int = Field(
+        default=32, ge=1, le=200, description="Deepest nesting of a run config (the config itself is level 1); "
+        "deeper is 422. Far below what JSON encoders and decoders give up at (~255-1000).",
+    )
+    max_config_bytes: int = Field(
+        default=256 * 1024, ge=2, description="Largest run config, as compact JSON; larger is 422.",
+    )
     public_url: str = Field(default="http://127.0.0.1:8765", description="Base of dashboard links in alerts.")
     default_max_points: int = Field(default=2000, description="Points per chart series unless asked otherwise.")
     webhook_poll_seconds: float = Field(default=0.5)

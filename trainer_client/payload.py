@@ -28,6 +28,7 @@ READING_NAMES: frozenset[str] = frozenset((
 ))
 MAX_INDEX, MAX_RANK, MAX_EXTRA, MAX_NAME = 2**62, 65535, 64, 100
 MAX_TREE_DEPTH = 32  # deeper config branches are sent as text (also ends reference cycles)
+MAX_EXACT_INT = 2**53 - 1  # the monitor refuses larger config integers (JavaScript would round them)
 _BAD = object()
 
 
@@ -153,9 +154,12 @@ def encode_tree(value: Any, non_finite: list[str] | None = None, path: str = "co
 
     Strict JSON has no NaN/Infinity and the monitor answers 422 to them inside a config,
     so non-finite floats are sent as the strings "NaN"/"Infinity"/"-Infinity" (their
-    dotted paths are appended to ``non_finite`` for one warning). Keys become strings,
-    numpy/torch scalars their Python value, and anything else ``str(value)``.
+    dotted paths are appended to ``non_finite`` for one warning). Integers beyond +-(2^53-1)
+    are sent as their decimal text (the monitor refuses them: JavaScript reads them rounded).
+    Keys become strings, numpy/torch scalars their Python value, and anything else ``str(value)``.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INT:
+        return str(value)  # e.g. a 64-bit seed: as text, instead of the monitor refusing the run
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):

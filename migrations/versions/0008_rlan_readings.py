@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 
 revision = '0008_rlan_readings'
-down_revision = '0004'
+down_revision = '0005_run_events'
 branch_labels = None
 depends_on = None
 

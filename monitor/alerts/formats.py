@@ -66,6 +66,16 @@ def _decision_text(decision: str, data: dict[str, Any]) -> str:
     return text + _link(data)
 
 
+def _config_text(data: dict[str, Any]) -> str:
+    paths = [".".join(str(part) for part in item.get("path") or []) for item in data.get("changes") or []]
+    count = data.get("changed_count", len(paths))
+    listed = ", ".join(f"`{path}`" for path in paths[:5]) + (", ..." if count > 5 else "")
+    text = f":gear: run `{data.get('run_id')}` config changed ({count} key(s)): {listed or 'none'}."
+    if data.get("decision_before") != data.get("decision_after"):
+        text += f" Decision: *{data.get('decision_before')}* -> *{data.get('decision_after')}*."
+    return text + _link(data)
+
+
 def slack_text(payload: dict[str, Any]) -> str:
     """One human-readable line (Slack mrkdwn) summarising the event, with the dashboard link."""
     event_type = str(payload.get("type", ""))
@@ -75,4 +85,6 @@ def slack_text(payload: dict[str, Any]) -> str:
         return _rule_text(detail, data)
     if family == "decision":
         return _decision_text(detail, data)
+    if event_type == "config.changed":
+        return _config_text(data)
     return f":bell: {event_type} on run `{data.get('run_id')}`.{_link(data)}"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from monitor.floats import encode_tree
 from monitor.store.models import Webhook, WebhookDelivery
 
-EVENT_TYPES = ("rule.fired", "rule.resolved", "decision.pause", "decision.continue")
+EVENT_TYPES = ("rule.fired", "rule.resolved", "decision.pause", "decision.continue", "config.changed")
 
 
 def iso_now() -> str:

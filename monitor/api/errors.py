@@ -46,6 +46,11 @@ class InvalidConfig(ValueError):
     """A run config whose thresholds cannot be used (422)."""
 
 
+def validation_error(problems: Sequence[tuple[Sequence[str | int], str, str]]) -> RequestValidationError:
+    """A 422 in the documented shape for a check a route makes itself: one (loc, msg, type) each."""
+    return RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": type_} for loc, msg, type_ in problems])
+
+
 def unavailable_response(detail: str = "database unavailable, retry later") -> JSONResponse:
     """503 with Retry-After: the database (or an ingest worker) is down or busy; the same
     request may succeed soon."""

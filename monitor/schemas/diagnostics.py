@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from monitor.schemas.text import text_problem
 
 MAX_INDEX = 2**62  # fits a signed 64-bit column with room to spare
+# Answers carry steps and epochs exactly (JSON numbers have no size limit); JavaScript's
+# JSON.parse reads numbers as doubles, exact only up to 2^53-1 (docs/reliability.md, 16.9).
+BIG_INDEX_NOTE = "Exact in the JSON text up to 2^62; JavaScript clients should read values above 2^53-1 as BigInt."
 MAX_COUNT = 2**31 - 1  # epoch counts go to INTEGER columns (32-bit on PostgreSQL)
 
 # The per-batch readings, in column order. Any of them may be missing in a record.
@@ -64,8 +67,8 @@ class DiagnosticRecord(BaseModel):
     step: int = Field(ge=0, le=MAX_INDEX, description=(
         "The global step: one per batch the rank sends, growing within a process (restored from the "
         "checkpoint on resume); unique per (run, rank, segment). A jump of more than MONITOR_MAX_STEP_JUMP "
-        "above the rank's last step is refused (422)."))
-    epoch: int = Field(ge=0, le=MAX_INDEX)
+        "above the rank's last step is refused (422). " + BIG_INDEX_NOTE))
+    epoch: int = Field(ge=0, le=MAX_INDEX, description=BIG_INDEX_NOTE)
     rank: int = Field(default=0, ge=0, le=65535, description="Distributed rank that measured it.")
     session: str | None = Field(default=None, min_length=1, max_length=MAX_SESSION_LENGTH, description=(
         "Opaque id of the process that measured it, new at every process start: a new session on a rank "
@@ -133,7 +136,7 @@ class EpochSummary(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epoch: int = Field(ge=0, le=MAX_INDEX)
+    epoch: int = Field(ge=0, le=MAX_INDEX, description=BIG_INDEX_NOTE)
     rank: int = Field(default=0, ge=0, le=65535)
     eval_accuracy: float | None = Field(default=None, description="Accuracy the EMA rule follows.")
     train_accuracy: float | None = Field(default=None, description="Used when eval_accuracy is missing.")

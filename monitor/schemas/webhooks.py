@@ -15,7 +15,7 @@ from monitor.alerts import signing, urls
 from monitor.alerts.outbox import EVENT_TYPES
 from monitor.schemas.runs import RUN_ID_PATTERN
 
-EventType = Literal["rule.fired", "rule.resolved", "decision.pause", "decision.continue"]
+EventType = Literal["rule.fired", "rule.resolved", "decision.pause", "decision.continue", "config.changed"]
 if set(get_args(EventType)) != set(EVENT_TYPES):  # fail at import, not in production traffic
     raise RuntimeError("keep EventType in step with monitor.alerts.outbox.EVENT_TYPES")
 DeliveryStatus = Literal["pending", "delivering", "delivered", "failed"]

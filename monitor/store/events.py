@@ -1,4 +1,4 @@
-"""Rule events and decision changes: the history behind the dashboard timelines."""
+"""Rule events, decision changes and run events: the history behind the dashboard timelines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from monitor.floats import decode_float, encode_float, encode_tree
 from monitor.rules.types import RuleTransition
-from monitor.store.models import DecisionRecord, RuleEvent
+from monitor.store.models import DecisionRecord, RuleEvent, RunEvent
 
 
 def add_rule_events(session: Session, run_id: str, transitions: Sequence[RuleTransition]) -> None:
@@ -40,9 +40,23 @@ def add_decision(session: Session, run_id: str, decision: str, reasons: list[Any
                                epoch=epoch))
 
 
-def list_rule_events(session: Session, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+def add_run_event(session: Session, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+    """Something done to the run (``config.changed``), in the caller's transaction."""
+    session.add(RunEvent(run_id=run_id, kind=kind, payload=payload))
+
+
+def list_run_events(session: Session, run_id: str, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+    """Run events, oldest first; ``id`` orders them across pages."""
+    query = (select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.id)
+             .limit(limit).offset(offset))
+    return [{"id": row.id, "kind": row.kind, "at": row.created_at.isoformat(), **row.payload}
+            for row in session.scalars(query)]
+
+
+def list_rule_events(session: Session, run_id: str, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
     """Rule events of a run, oldest first, as JSON-ready dicts."""
-    query = select(RuleEvent).where(RuleEvent.run_id == run_id).order_by(RuleEvent.id).limit(limit)
+    query = (select(RuleEvent).where(RuleEvent.run_id == run_id).order_by(RuleEvent.id)
+             .limit(limit).offset(offset))
     return [
         {
             "rule": row.rule,
@@ -60,9 +74,10 @@ def list_rule_events(session: Session, run_id: str, limit: int = 1000) -> list[d
     ]
 
 
-def list_decisions(session: Session, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+def list_decisions(session: Session, run_id: str, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
     """Decision changes of a run, oldest first."""
-    query = select(DecisionRecord).where(DecisionRecord.run_id == run_id).order_by(DecisionRecord.id).limit(limit)
+    query = (select(DecisionRecord).where(DecisionRecord.run_id == run_id).order_by(DecisionRecord.id)
+             .limit(limit).offset(offset))
     return [
         {"decision": row.decision, "reasons": row.reasons, "step": row.step, "epoch": row.epoch,
          "at": row.created_at.isoformat()}

@@ -78,6 +78,9 @@ class Run(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     project: Mapped[str] = mapped_column(String(200), default="default")
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # SHA-256 of the config's canonical JSON (monitor.schemas.config_tree): ingestion looks
+    # thresholds up by it instead of loading and re-reading the config (NULL: stored before 0005).
+    config_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     escalation_start_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -218,6 +221,18 @@ class DecisionRecord(Base):
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RunEvent(Base):
+    """Something done to a run rather than measured on it (``config.changed``), for its history."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run_id_id", "run_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
