@@ -103,6 +103,16 @@ def check_destination(url: str, allow_private: bool) -> None:
                         "(set MONITOR_WEBHOOK_ALLOW_PRIVATE=true to allow)")
 
 
+def origin(url: str) -> str:
+    """``scheme://host:port`` (lower-cased): one receiver, whatever its paths or subscriptions."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        return f"{scheme}://{(parts.hostname or '').lower()}:{parts.port or (443 if scheme == 'https' else 80)}"
+    except ValueError:
+        return url
+
+
 def redact(url: str) -> str:
     """Scheme, host and port only: paths of e.g. Slack URLs are secrets, so logs get this."""
     try:

@@ -48,6 +48,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.fail_remaining = 0
         self.fail_status = 500
+        self.fail_body = b'{"error":"told to fail"}'
         self.delay = 0.0
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -142,7 +143,7 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             receiver._record(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
             if receiver.delay:
                 time.sleep(receiver.delay)
-            payload = b'{"ok":true}' if status < 300 else b'{"error":"told to fail"}'
+            payload = b'{"ok":true}' if status < 300 else receiver.fail_body
             try:
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
