@@ -58,6 +58,7 @@ def test_alert_arrives_signed_in_both_formats(start_service: Callable[..., LiveS
     service = start_service()
     standard = subscribe(service, receiver.url + "/standard/T0SECRETPATH")
     slack = subscribe(service, receiver.url + "/slack", format="slack", **PAUSE_ONLY)
+    service.client.put("/api/v1/runs/another-run", json={"config": {}}).raise_for_status()
     subscribe(service, receiver.url + "/other-run", run_id="another-run")
     drive_collapse(service, "collapse-1")
     got = receiver.wait_delivered(4)  # 2 rule.fired + decision.pause, and the slack pause

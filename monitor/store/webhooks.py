@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Webhook, WebhookDelivery, utcnow
+from monitor.store.runs import get_run
 
 DELIVERY_STATUSES = ("pending", "delivering", "delivered", "failed")
 LEASE_EXPIRED = "lease expired: the sending process stopped before recording an outcome"
@@ -70,7 +71,10 @@ class ClaimedDelivery:
 def create_webhook(
     session: Session, *, url: str, secret: str, events: Sequence[str], fmt: str, run_id: str | None
 ) -> Webhook:
-    """Store a subscription (flushed, so its id is known)."""
+    """Store a subscription (flushed, so its id is known); RunNotFound (404) for an unknown run,
+    since a subscription to a run that does not exist yet would silently never fire."""
+    if run_id is not None:
+        get_run(session, run_id)
     hook = Webhook(url=url, secret=secret, events=list(events), format=fmt, run_id=run_id, active=True)
     session.add(hook)
     session.flush()
