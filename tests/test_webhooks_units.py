@@ -125,3 +125,18 @@ def test_backoff_grows_is_jittered_and_capped() -> None:
     assert backoff_delay(30, base=1.0, cap=10.0) <= 10.0
     assert backoff_delay(1, base=1.0, cap=10.0, retry_after=7) == 7
     assert backoff_delay(1, base=1.0, cap=10.0, retry_after=3600) == 10.0
+
+
+def test_send_time_check_refuses_private_answers_before_connecting() -> None:
+    from monitor.alerts.sending import AttemptSender
+    from tests.support.receiver import Receiver
+
+    sender = AttemptSender(timeout=2, allow_private=False, max_connections=2, user_agent="test")
+    try:
+        with Receiver() as receiver:
+            for host in ("localhost", "[::ffff:7f00:1]", "[64:ff9b::7f00:1]"):
+                outcome = sender.send(f"http://{host}:{receiver.port}/hook", b"{}", {}, deadline=5)
+                assert not outcome.ok and (outcome.error or "").startswith("refused: "), (host, outcome)
+            assert receiver.snapshot() == []
+    finally:
+        sender.close_client()
