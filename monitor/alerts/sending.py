@@ -92,11 +92,17 @@ class AttemptSender:
             limits=httpx.Limits(max_connections=max_connections),
         )
 
-    def send(self, url: str, body: bytes, headers: dict[str, str], deadline: float) -> SendOutcome:
-        """One POST, over within ``deadline`` seconds; blocks the calling thread meanwhile."""
-        return self._portal.call(self._attempt, url, body, headers, deadline)
+    def send(self, url: str, body: bytes, headers: dict[str, str], deadline: float,
+             nominal: float | None = None) -> SendOutcome:
+        """One POST, over within ``deadline`` seconds; blocks the calling thread meanwhile.
 
-    async def _attempt(self, url: str, body: bytes, headers: dict[str, str], deadline: float) -> SendOutcome:
+        ``nominal`` is the configured deadline the timeout reason names (``deadline`` is
+        what is left of it once the claim waited), so stored reasons stay comparable.
+        """
+        return self._portal.call(self._attempt, url, body, headers, deadline, nominal or deadline)
+
+    async def _attempt(self, url: str, body: bytes, headers: dict[str, str], deadline: float,
+                       nominal: float) -> SendOutcome:
         outcome: SendOutcome | None = None
         response: httpx.Response | None = None
         with anyio.move_on_after(deadline):
@@ -114,7 +120,7 @@ class AttemptSender:
         if response is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await response.aclose()  # drops the connection: an unread body is never drained
-        return outcome or SendOutcome(ok=False, error=f"timeout after {deadline:.1f} s (attempt deadline)")
+        return outcome or SendOutcome(ok=False, error=f"timeout after {nominal:.1f} s (attempt deadline)")
 
     def close(self) -> None:
         """Cancel attempts still running (shutdown) and stop the loop thread."""

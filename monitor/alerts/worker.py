@@ -234,7 +234,7 @@ class DeliveryWorker:
         body = render_body(claim.payload, claim.format)
         headers = signed_headers(claim.secret, claim.event_id, int(time.time()), body)
         deadline = self.attempt_deadline if deadline is None else deadline
-        return self._sender.send(claim.url, body.encode(), headers, deadline)
+        return self._sender.send(claim.url, body.encode(), headers, deadline, nominal=self.attempt_deadline)
 
     def _record(self, claim: store.ClaimedDelivery, outcome: SendOutcome) -> None:
         """Store the outcome: delivered, retry later, or failed for good."""
