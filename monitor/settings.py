@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("monitor-data")
@@ -52,7 +52,13 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=0.5)
     webhook_max_attempts: int = Field(default=8)
     webhook_backoff_base_seconds: float = Field(default=1.0)
-    webhook_timeout_seconds: float = Field(default=5.0)
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and per-read timeout of one webhook attempt."
+    )
+    webhook_attempt_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="Total wall-clock limit of one webhook attempt (connect to status line); "
+        "must be shorter than the lease, so no other process can claim a delivery while it is being sent.",
+    )
     webhook_allow_private: bool = Field(
         default=True, description="Allow loopback/private receiver addresses (off in hardened deployments)."
     )
@@ -61,6 +67,10 @@ class Settings(BaseSettings):
         default=60.0, description="A claimed delivery not finished within this is retried (process died)."
     )
     webhook_concurrency: int = Field(default=4, ge=1, description="Parallel sends per process.")
+    webhook_concurrency_per_receiver: int = Field(
+        default=2, ge=1, description="Parallel sends per process to one receiver (scheme, host, port), so a slow "
+        "receiver cannot hold every delivery slot.",
+    )
     log_json: bool = Field(default=False, description="Emit one JSON object per log line.")
     log_level: str = Field(default="INFO")
     db_pool_size: int = Field(default=10)
@@ -86,6 +96,14 @@ class Settings(BaseSettings):
     retention_raw_days: float | None = Field(
         default=None, ge=0, description="`retention` prunes raw per-batch rows older than this (rollups stay)."
     )
+
+    @model_validator(mode="after")
+    def _attempt_fits_in_lease(self) -> "Settings":
+        """Refuse to start with a lease that could run out mid-send (a second process would send again)."""
+        if self.webhook_attempt_deadline_seconds >= self.webhook_lease_seconds:
+            raise ValueError("MONITOR_WEBHOOK_ATTEMPT_DEADLINE_SECONDS must be shorter than "
+                             "MONITOR_WEBHOOK_LEASE_SECONDS")
+        return self
 
 
 @lru_cache(maxsize=1)

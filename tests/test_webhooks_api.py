@@ -50,6 +50,7 @@ def test_create_returns_a_generated_secret_once(api: LiveService, receiver: Rece
 
 def test_caller_secret_events_format_and_run_filter(api: LiveService, receiver: Receiver) -> None:
     raw = base64.b64encode(bytes(range(32))).decode()
+    api.client.put("/api/v1/runs/run-7", json={"config": {}}).raise_for_status()
     created = subscribe(api, receiver.url, secret=raw, events=["decision.pause", "decision.pause"],
                         format="slack", run_id="run-7")
     assert created["secret"] == "whsec_" + raw
@@ -77,6 +78,17 @@ def test_invalid_fields_get_422(api: LiveService, receiver: Receiver, body: dict
     assert response.status_code == 422, response.text
     if "secret" in body:
         assert body["secret"] not in response.text  # a rejected secret is not echoed either
+
+
+def test_webhook_for_an_unknown_run_is_404_and_not_stored(api: LiveService, receiver: Receiver) -> None:
+    before = api.json("GET", "/api/v1/webhooks")
+    response = api.client.post("/api/v1/webhooks", json={"url": receiver.url, "run_id": "no-such-run"})
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"detail": "run 'no-such-run' not found"}
+    assert api.json("GET", "/api/v1/webhooks") == before
+    api.client.put("/api/v1/runs/known-run", json={"config": {}}).raise_for_status()
+    assert subscribe(api, receiver.url, run_id="known-run")["run_id"] == "known-run"
 
 
 def test_delete_and_unknown_ids(api: LiveService, receiver: Receiver) -> None:
@@ -107,7 +119,8 @@ def test_private_addresses_refused_when_not_allowed(sqlite_url: str, token: str,
                            env={"MONITOR_WEBHOOK_ALLOW_PRIVATE": "false"}).start()
     try:
         for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "http://169.254.169.254/latest",
-                    "http://10.0.0.1/x"):
+                    "http://10.0.0.1/x", "http://[::127.0.0.1]/x", "http://[::ffff:7f00:1]/x",
+                    "http://[64:ff9b::a9fe:a9fe]/latest", "http://[2002:a9fe:a9fe::]/x"):
             response = hardened.client.post("/api/v1/webhooks", json={"url": url})
             assert response.status_code == 422 and "private" in response.text, (url, response.text)
     finally:

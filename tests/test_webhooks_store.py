@@ -145,3 +145,23 @@ def test_retry_of_failed_and_delete_cascades(db: Database) -> None:
         assert store.list_deliveries(session) == []
         with pytest.raises(store.WebhookNotFound):
             store.get_webhook(session, hook)
+
+
+def test_migration_scrubs_receiver_bodies_from_stored_errors(database_url: str) -> None:
+    upgrade(database_url, "0004")
+    database = Database(database_url, 2)
+    try:
+        with database.write_session() as session:
+            hook = store.create_webhook(session, url="http://127.0.0.1:9/x", secret=SECRET, events=["rule.fired"],
+                                        fmt="standard", run_id=None)
+            rows = [WebhookDelivery(webhook_id=hook.id, event_id=f"evt_{n}", event_type="rule.fired",
+                                    payload={}, last_error=error)
+                    for n, error in enumerate(['HTTP 500: {"internal":"stack trace"}', "HTTP 404", None,
+                                               store.LEASE_EXPIRED])]
+            session.add_all(rows)
+        upgrade(database_url)
+        with database.read_session() as session:
+            errors = [row.last_error for row in store.list_deliveries(session)]
+    finally:
+        database.dispose()
+    assert sorted(errors, key=str) == sorted(["HTTP 500", "HTTP 404", None, store.LEASE_EXPIRED], key=str)

@@ -67,6 +67,29 @@ def test_private_destinations_only_when_allowed() -> None:
     urls.check_destination("http://8.8.8.8/", allow_private=False)  # a literal public address: no DNS needed
 
 
+@pytest.mark.parametrize("host", [
+    "[::127.0.0.1]",            # IPv4-compatible (deprecated ::/96) loopback
+    "[::ffff:7f00:1]",          # IPv4-mapped loopback, hex spelling
+    "[::ffff:169.254.169.254]",  # IPv4-mapped metadata address
+    "[::a9fe:a9fe]",            # IPv4-compatible metadata address
+    "[64:ff9b::a9fe:a9fe]",     # NAT64 (well-known prefix) form of 169.254.169.254
+    "[64:ff9b::10.0.0.1]",      # NAT64 form of a private address
+    "[2002:7f00:1::]",          # 6to4 of 127.0.0.1
+    "[2002:a9fe:a9fe::1]",      # 6to4 of the metadata address
+    "[2001:0:4136:e378:8000:63bf:80ff:fffe]",  # Teredo whose client is 127.0.0.1 (ones' complement)
+    "[2001:0:7f00:1::1]",       # Teredo whose server is 127.0.0.1
+])
+def test_ipv6_forms_embedding_a_private_ipv4_are_refused(host: str) -> None:
+    with pytest.raises(urls.UnsafeUrl):
+        urls.check_destination(f"http://{host}:8080/hook", allow_private=False)
+    urls.check_destination(f"http://{host}:8080/hook", allow_private=True)
+
+
+@pytest.mark.parametrize("host", ["[2606:4700:4700::1111]", "[64:ff9b::808:808]", "[::ffff:8.8.8.8]"])
+def test_ipv6_forms_of_public_addresses_pass(host: str) -> None:
+    urls.check_destination(f"http://{host}/", allow_private=False)
+
+
 def test_redact_keeps_only_scheme_and_host() -> None:
     assert urls.redact("https://hooks.slack.com/services/T0/B0/SECRET?x=1") == "https://hooks.slack.com/…"
     assert "SECRET" not in urls.redact("http://127.0.0.1:8080/SECRET")
@@ -102,3 +125,18 @@ def test_backoff_grows_is_jittered_and_capped() -> None:
     assert backoff_delay(30, base=1.0, cap=10.0) <= 10.0
     assert backoff_delay(1, base=1.0, cap=10.0, retry_after=7) == 7
     assert backoff_delay(1, base=1.0, cap=10.0, retry_after=3600) == 10.0
+
+
+def test_send_time_check_refuses_private_answers_before_connecting() -> None:
+    from monitor.alerts.sending import AttemptSender
+    from tests.support.receiver import Receiver
+
+    sender = AttemptSender(timeout=2, allow_private=False, max_connections=2, user_agent="test")
+    try:
+        with Receiver() as receiver:
+            for host in ("localhost", "[::ffff:7f00:1]", "[64:ff9b::7f00:1]"):
+                outcome = sender.send(f"http://{host}:{receiver.port}/hook", b"{}", {}, deadline=5)
+                assert not outcome.ok and (outcome.error or "").startswith("refused: "), (host, outcome)
+            assert receiver.snapshot() == []
+    finally:
+        sender.close_client()

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 
 revision = '0008_rlan_readings'
-down_revision = '0005_run_events'
+down_revision = '0006_webhook_claims'
 branch_labels = None
 depends_on = None
 

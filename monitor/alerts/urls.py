@@ -44,11 +44,46 @@ def check_syntax(url: str) -> str:
     return url
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+# IPv6 ranges whose low 32 bits are an IPv4 address that the packet really goes to.
+_IPV4_IN_LOW_BITS = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, still routed by some stacks)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+)
+# Local-use NAT64 (RFC 8215): the IPv4 part may sit anywhere, so the whole range is refused.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address stands for (mapped, compatible, NAT64, 6to4, Teredo)."""
+    embedded = [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)] if any(ip in net for net in _IPV4_IN_LOW_BITS) else []
+    if ip.sixtofour is not None:
+        embedded.append(ip.sixtofour)
+    if ip.teredo is not None:
+        embedded.extend(ip.teredo)  # (server, client): either may be internal
+    return embedded
+
+
+def _is_public_v4(ip: ipaddress.IPv4Address) -> bool:
     return ip.is_global and not ip.is_multicast
+
+
+def _is_public(address: str) -> bool:
+    """True only for a global unicast address that embeds no private IPv4 address.
+
+    Why so strict: ``[::127.0.0.1]``, ``[64:ff9b::a9fe:a9fe]`` or a 6to4 address reach the
+    embedded IPv4 host through the kernel or a translator, and the stdlib's ``is_global``
+    judges the IPv6 form only (it calls NAT64 and 6to4 addresses global).
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _is_public_v4(ip)
+    if ip in _NAT64_LOCAL:
+        return False
+    embedded = _embedded_ipv4(ip)
+    if any(ip in net for net in _IPV4_IN_LOW_BITS):
+        return all(_is_public_v4(v4) for v4 in embedded)  # the IPv6 form itself is never "global"
+    return ip.is_global and not ip.is_multicast and all(_is_public_v4(v4) for v4 in embedded)
 
 
 def check_destination(url: str, allow_private: bool) -> None:
@@ -66,6 +101,16 @@ def check_destination(url: str, allow_private: bool) -> None:
     if not addresses or not all(_is_public(addr) for addr in addresses):
         raise UnsafeUrl("url host resolves to a private, loopback or reserved address "
                         "(set MONITOR_WEBHOOK_ALLOW_PRIVATE=true to allow)")
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` (lower-cased): one receiver, whatever its paths or subscriptions."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        return f"{scheme}://{(parts.hostname or '').lower()}:{parts.port or (443 if scheme == 'https' else 80)}"
+    except ValueError:
+        return url
 
 
 def redact(url: str) -> str:

@@ -2,11 +2,15 @@
 
 Why it looks like this: ingestion must never wait for a receiver, so the worker uses its
 own short transactions (claim, then record the outcome) and never touches run rows or
-holds a transaction open across HTTP. Sends run on a small thread pool with at most one
-in flight per webhook per process, so a slow receiver only delays its own queue. Claims
-are atomic across processes (see ``monitor.store.webhooks``), so several servers on one
-database never send one row concurrently; a claim's lease makes a row due again if its
-process dies mid-send: at-least-once, with a stable ``webhook-id`` for deduplication.
+holds a transaction open across HTTP. Sends run on a small pool of sender threads with at
+most one in flight per webhook (in any process) and at most
+``webhook_concurrency_per_receiver`` per receiver origin in this process, so a slow
+receiver -- even one behind many subscriptions -- only delays its own queue. Claims are
+atomic across processes (see ``monitor.store.webhooks``); a claim's lease makes a row due
+again if its process dies mid-send: at-least-once, with a stable ``webhook-id`` for
+deduplication. Each attempt must end within ``webhook_attempt_deadline_seconds`` of its
+claim (``monitor.alerts.sending``), which settings keep shorter than the lease: a row is
+never claimed by a second process while the first is still sending it.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
-import httpx
 from sqlalchemy.exc import OperationalError
 
 from monitor import __version__, metrics
 from monitor.alerts import urls
 from monitor.alerts.formats import render_body
+from monitor.alerts.sending import AttemptSender, SendOutcome
 from monitor.alerts.signing import signed_headers
 from monitor.settings import Settings
 from monitor.store import webhooks as store
@@ -32,17 +37,7 @@ from monitor.store.database import Database
 from monitor.store.models import utcnow
 
 log = logging.getLogger(__name__)
-MAX_ERROR_BODY = 300
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """Result of one HTTP attempt; ``error`` is safe to store and show (no secrets)."""
-
-    ok: bool
-    status_code: int | None = None
-    error: str | None = None
-    retry_after: float | None = None
+__all__ = ["DeliveryWorker", "SendOutcome", "backoff_delay"]
 
 
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None = None) -> float:
@@ -57,35 +52,28 @@ def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | N
     return delay
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(float(value), 0.0) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare from webhook receivers, use our own backoff
-
-
 class DeliveryWorker:
     """Started and stopped by the app's lifespan; one per process."""
 
-    def __init__(self, db: Database, settings: Settings, client: httpx.Client | None = None) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
         # httpx logs every request URL at INFO; receiver URLs can hold secrets (Slack's do).
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.WARNING))
         self.concurrency = max(1, settings.webhook_concurrency)
-        # A lease shorter than a send could hand a row to another process mid-send.
-        self.lease_seconds = max(settings.webhook_lease_seconds, 2 * settings.webhook_timeout_seconds + 1)
-        self._client = client or httpx.Client(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False,
-            headers={"user-agent": f"training-health-monitor/{__version__}"},
-            limits=httpx.Limits(max_connections=self.concurrency * 2),
-        )
+        self.per_receiver = max(1, settings.webhook_concurrency_per_receiver)
+        self.lease_seconds = settings.webhook_lease_seconds  # Settings keep the attempt deadline shorter
+        self.attempt_deadline = settings.webhook_attempt_deadline_seconds
+        self._sender = AttemptSender(timeout=settings.webhook_timeout_seconds,
+                                     allow_private=settings.webhook_allow_private,
+                                     max_connections=self.concurrency * 2,
+                                     user_agent=f"training-health-monitor/{__version__}")
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._idle = threading.Condition()  # guards _busy and _inflight; notified when a send ends
+        self._idle = threading.Condition()  # guards _busy, _origins, _inflight; notified when a send ends
         self._busy: set[int] = set()
+        self._origins: Counter[str] = Counter()  # sends in flight per receiver origin
         self._inflight = 0
         self._queue: queue.SimpleQueue[store.ClaimedDelivery | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -101,8 +89,8 @@ class DeliveryWorker:
                           for n in range(self.concurrency)]
         for thread in self._threads:
             thread.start()
-        log.info("webhook delivery worker started (concurrency %d, lease %.0fs)",
-                 self.concurrency, self.lease_seconds)
+        log.info("webhook delivery worker started (concurrency %d, %d per receiver, attempt deadline %.1fs, "
+                 "lease %.1fs)", self.concurrency, self.per_receiver, self.attempt_deadline, self.lease_seconds)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming, let in-flight sends finish (up to ``timeout``), release the rest."""
@@ -117,10 +105,11 @@ class DeliveryWorker:
             self._idle.wait_for(lambda: self._inflight == 0, max(deadline - time.monotonic(), 0))
             late = self._inflight
         if late:
-            log.warning("%d webhook send(s) still in flight at shutdown; their leases "
+            log.warning("%d webhook send(s) still in flight at shutdown: cancelled; their leases "
                         "will expire and they will be retried", late)
+            self._sender.close()
         else:
-            self._client.close()
+            self._sender.close_client()
         log.info("webhook delivery worker stopped")
 
     def wake(self) -> None:
@@ -159,14 +148,30 @@ class DeliveryWorker:
         lease_until = now + timedelta(seconds=self.lease_seconds)
         with self.db.write_session() as session:
             claims = store.claim_due(session, now=now, lease_until=lease_until, limit=free,
-                                     busy_webhooks=busy, max_attempts=self.settings.webhook_max_attempts)
+                                     busy_webhooks=busy, max_attempts=self.settings.webhook_max_attempts,
+                                     admit=self._receiver_admission())
         for claim in claims:
             self._submit(claim)
         return len(claims)
 
+    def _receiver_admission(self) -> Callable[[str], bool]:
+        """A per-poll check: may one more send to this URL's receiver start now?"""
+        with self._idle:
+            taken = Counter(self._origins)
+
+        def admit(url: str) -> bool:
+            origin = urls.origin(url)
+            if taken[origin] >= self.per_receiver:
+                return False
+            taken[origin] += 1
+            return True
+
+        return admit
+
     def _submit(self, claim: store.ClaimedDelivery) -> None:
         with self._idle:
             self._busy.add(claim.webhook_id)
+            self._origins[urls.origin(claim.url)] += 1
             self._inflight += 1
         self._queue.put(claim)
 
@@ -179,6 +184,7 @@ class DeliveryWorker:
                 with self._idle:
                     self._inflight -= 1
                     self._busy.discard(claim.webhook_id)
+                    self._origins[urls.origin(claim.url)] -= 1
                     self._idle.notify_all()
                 self._wake.set()
 
@@ -187,13 +193,18 @@ class DeliveryWorker:
     def _deliver(self, claim: store.ClaimedDelivery) -> None:
         """Send one claimed row and record the outcome (never raises)."""
         try:
-            if self._stopping.is_set():
-                with self.db.write_session() as session:
+            deadline = self._time_left(claim)
+            if self._stopping.is_set() or deadline <= 0:
+                with self.db.write_session() as session:  # never sent: hand it back uncounted
                     store.release(session, claim, utcnow())
                 return
             try:
-                outcome = self.send(claim)
-            except Exception as exc:  # a bug, not the receiver: count it so the row cannot loop forever
+                outcome = self.send(claim, deadline)
+            except Exception as exc:
+                if self._stopping.is_set():  # cancelled at shutdown: the lease runs out, then a retry
+                    log.info("webhook %d delivery %d: send cancelled by shutdown", claim.webhook_id, claim.id)
+                    return
+                # a bug, not the receiver: count it so the row cannot loop forever
                 log.exception("webhook %d delivery %d: unexpected error while sending", claim.webhook_id, claim.id)
                 outcome = SendOutcome(ok=False, error=f"internal error: {type(exc).__name__}")
             self._record_soon(claim, outcome)
@@ -212,25 +223,18 @@ class DeliveryWorker:
                     raise
                 time.sleep(0.5 * attempt)
 
-    def send(self, claim: store.ClaimedDelivery) -> SendOutcome:
-        """One signed POST; every failure becomes an outcome, never an exception."""
-        try:
-            urls.check_destination(claim.url, self.settings.webhook_allow_private)
-        except urls.UnsafeUrl as exc:
-            return SendOutcome(ok=False, error=f"refused: {exc}")
+    def _time_left(self, claim: store.ClaimedDelivery) -> float:
+        """Seconds this attempt may still take: the deadline counts from the claim, not the send,
+        so the outcome is recorded while the lease still holds (the margin is lease - deadline)."""
+        claimed_at = claim.lease_until - timedelta(seconds=self.lease_seconds)
+        return self.attempt_deadline - (utcnow() - claimed_at).total_seconds()
+
+    def send(self, claim: store.ClaimedDelivery, deadline: float | None = None) -> SendOutcome:
+        """One signed POST within ``deadline`` seconds; every failure becomes an outcome."""
         body = render_body(claim.payload, claim.format)
         headers = signed_headers(claim.secret, claim.event_id, int(time.time()), body)
-        try:
-            with self._client.stream("POST", claim.url, content=body.encode(), headers=headers) as response:
-                if response.is_success:
-                    return SendOutcome(ok=True, status_code=response.status_code)
-                snippet = _read_snippet(response)
-                return SendOutcome(ok=False, status_code=response.status_code,
-                                   error=f"HTTP {response.status_code}: {snippet}".strip(),
-                                   retry_after=_retry_after(response))
-        except httpx.HTTPError as exc:
-            message = str(exc).replace(claim.url, urls.redact(claim.url)) or "no detail"
-            return SendOutcome(ok=False, error=f"{type(exc).__name__}: {message}")
+        deadline = self.attempt_deadline if deadline is None else deadline
+        return self._sender.send(claim.url, body.encode(), headers, deadline, nominal=self.attempt_deadline)
 
     def _record(self, claim: store.ClaimedDelivery, outcome: SendOutcome) -> None:
         """Store the outcome: delivered, retry later, or failed for good."""
@@ -255,12 +259,3 @@ class DeliveryWorker:
         if not owned:
             log.warning("%s: lease lost before the outcome was recorded (another process owns it)", where)
 
-
-def _read_snippet(response: httpx.Response) -> str:
-    """The start of an error body, for last_error; never reads a huge body whole."""
-    data = b""
-    for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) >= MAX_ERROR_BODY:
-            break
-    return data[:MAX_ERROR_BODY].decode("utf-8", errors="replace").strip()

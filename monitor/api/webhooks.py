@@ -28,9 +28,13 @@ def _wake_worker(request: Request) -> None:
         worker.wake()
 
 
-@router.post("/webhooks", response_model=WebhookCreated, status_code=status.HTTP_201_CREATED)
+@router.post("/webhooks", response_model=WebhookCreated, status_code=status.HTTP_201_CREATED,
+             responses={404: {"description": "run_id names no run; nothing is stored"}})
 def create_webhook(body: WebhookCreate, db: DbDep, settings: SettingsDep) -> Any:
-    """Subscribe; the answer carries the signing secret, shown this once only."""
+    """Subscribe; the answer carries the signing secret, shown this once only.
+
+    404 if ``run_id`` names no run (nothing is stored then).
+    """
     try:
         urls.check_destination(body.url, settings.webhook_allow_private)
     except urls.UnsafeUrl as exc:

@@ -11,7 +11,7 @@ claimers pass over each other's rows instead of waiting; SQLite writers are seri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Webhook, WebhookDelivery, utcnow
+from monitor.store.runs import get_run
 
 DELIVERY_STATUSES = ("pending", "delivering", "delivered", "failed")
 LEASE_EXPIRED = "lease expired: the sending process stopped before recording an outcome"
@@ -45,7 +46,12 @@ class DeliveryNotFailed(ValueError):
 
 @dataclass(frozen=True)
 class ClaimedDelivery:
-    """What a sender needs, detached from any session; ``lease_until`` proves ownership."""
+    """What a sender needs, detached from any session.
+
+    ``lease_until`` is the claim's fencing token: every claim writes a later one into
+    ``next_attempt_at``, and an outcome is stored only where it still matches, so a sender
+    whose claim was taken over can never overwrite the new owner's outcome.
+    """
 
     id: int
     webhook_id: int
@@ -65,7 +71,10 @@ class ClaimedDelivery:
 def create_webhook(
     session: Session, *, url: str, secret: str, events: Sequence[str], fmt: str, run_id: str | None
 ) -> Webhook:
-    """Store a subscription (flushed, so its id is known)."""
+    """Store a subscription (flushed, so its id is known); RunNotFound (404) for an unknown run,
+    since a subscription to a run that does not exist yet would silently never fire."""
+    if run_id is not None:
+        get_run(session, run_id)
     hook = Webhook(url=url, secret=secret, events=list(events), format=fmt, run_id=run_id, active=True)
     session.add(hook)
     session.flush()
@@ -145,16 +154,20 @@ def has_due(session: Session, now: datetime, busy_webhooks: Sequence[int] = ()) 
 
 
 def _candidates(session: Session, now: datetime, limit: int, busy_webhooks: Sequence[int]) -> list[Any]:
-    """The oldest due row of each idle webhook (locked, skipping others' locks, on PostgreSQL)."""
+    """The oldest due row of each idle webhook, with its URL (locked, skipping others' locks,
+    on PostgreSQL)."""
     heads = (
         select(func.min(WebhookDelivery.id))
         .where(_due(now), _idle(now, busy_webhooks))
         .group_by(WebhookDelivery.webhook_id)
     )
     cols = (WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.next_attempt_at, WebhookDelivery.attempts)
-    query = select(*cols).where(WebhookDelivery.id.in_(heads), _due(now)).order_by(WebhookDelivery.id).limit(limit)
+    query = (
+        select(*cols, Webhook.url).join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.id.in_(heads), _due(now)).order_by(WebhookDelivery.id).limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
     return list(session.execute(query).all())
 
 
@@ -172,14 +185,22 @@ def _take(session: Session, row: Any, values: dict[str, Any]) -> bool:
 
 def claim_due(
     session: Session, *, now: datetime, lease_until: datetime, limit: int,
-    busy_webhooks: Sequence[int] = (), max_attempts: int,
+    busy_webhooks: Sequence[int] = (), max_attempts: int, admit: Callable[[str], bool] | None = None,
 ) -> list[ClaimedDelivery]:
-    """Claim up to ``limit`` due rows (one per webhook); ``attempts`` counts attempts started."""
+    """Claim up to ``limit`` due rows (one per webhook); ``attempts`` counts attempts started.
+
+    ``admit(url)`` may pass over a row whose receiver already has enough sends in flight;
+    more candidates than ``limit`` are read so that others can take the free slots.
+    """
     claimed: list[int] = []
-    for row in _candidates(session, now, limit, busy_webhooks):
+    for row in _candidates(session, now, limit if admit is None else max(8 * limit, 32), busy_webhooks):
+        if len(claimed) >= limit:
+            break
         reclaimed = row.status == "delivering"
         if reclaimed and row.attempts >= max_attempts:
             _take(session, row, {"status": "failed", "last_error": LEASE_EXPIRED})
+            continue
+        if admit is not None and not admit(row.url):
             continue
         values: dict[str, Any] = {"status": "delivering", "next_attempt_at": lease_until,
                                   "attempts": row.attempts + 1}

@@ -2,11 +2,20 @@
 
 It can be told to answer errors for the next N requests, to be slow, or to be down
 (its socket closed, so senders get "connection refused") and come back on the same port.
+
+It can also trickle (``trickle = "headers"`` or ``"body"``): send the status line, then
+one byte every ``trickle_interval`` seconds -- of a never-ending header, or of the body
+after complete headers -- until the test sets ``release`` or the sender hangs up. It notes
+each request that arrives while an earlier request with the same ``webhook-id`` is still
+open (``overlaps``): a sender that hung up has closed its socket, and on loopback that FIN
+is queued before the sender can connect again, so this check does not depend on timing.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -27,6 +36,7 @@ class Received:
     body: bytes
     status: int
     arrived: float = field(default_factory=time.monotonic)
+    abandoned: bool = False  # a trickled answer the sender hung up on before it was complete
 
     @property
     def webhook_id(self) -> str:
@@ -48,7 +58,13 @@ class Receiver:
         self.requests: list[Received] = []
         self.fail_remaining = 0
         self.fail_status = 500
+        self.fail_body = b'{"error":"told to fail"}'
         self.delay = 0.0
+        self.trickle: str | None = None  # None, "headers" or "body"
+        self.trickle_interval = 0.2
+        self.release = threading.Event()  # set: trickles finish, new requests are answered at once
+        self.overlaps = 0
+        self._open: dict[str, list[socket.socket]] = {}
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -100,6 +116,30 @@ class Receiver:
             self.requests.append(item)
             self._cond.notify_all()
 
+    def _arrive(self, item: Received, sock: socket.socket) -> None:
+        """Record ``item``, counting an overlap if a request with its id is still open."""
+        with self._cond:
+            if any(_still_open(other) for other in self._open.get(item.webhook_id, [])):
+                self.overlaps += 1
+            self._open.setdefault(item.webhook_id, []).append(sock)
+            self.requests.append(item)
+            self._cond.notify_all()
+
+    def _leave(self, item: Received, sock: socket.socket, abandoned: bool) -> None:
+        with self._cond:
+            self._open[item.webhook_id].remove(sock)
+            item.abandoned = abandoned
+            self._cond.notify_all()
+
+    def abandoned(self) -> list[Received]:
+        """Trickled answers the sender hung up on."""
+        return [item for item in self.snapshot() if item.abandoned]
+
+    def open_count(self) -> int:
+        """Requests whose answer is still being trickled."""
+        with self._cond:
+            return sum(len(socks) for socks in self._open.values())
+
     # --- reading what arrived -----------------------------------------------------------
 
     def snapshot(self) -> list[Received]:
@@ -139,10 +179,16 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             status = receiver._decide()
-            receiver._record(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
+            item = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
+            if receiver.trickle and not receiver.release.is_set():
+                receiver._arrive(item, self.connection)
+                receiver._leave(item, self.connection, abandoned=not self._trickle(status))
+                return
+            receiver._arrive(item, self.connection)
+            receiver._leave(item, self.connection, abandoned=False)
             if receiver.delay:
                 time.sleep(receiver.delay)
-            payload = b'{"ok":true}' if status < 300 else b'{"error":"told to fail"}'
+            payload = b'{"ok":true}' if status < 300 else receiver.fail_body
             try:
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -152,10 +198,38 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 pass  # the sender gave up (timeout) while we were slow
 
+        def _trickle(self, status: int) -> bool:
+            """Trickle an answer until released (True) or the sender hangs up (False)."""
+            head = f"HTTP/1.1 {status} Trickling\r\ncontent-type: application/json\r\n"
+            if receiver.trickle == "body":
+                head += "content-length: 1000000\r\n\r\n"
+            else:
+                head += "x-trickle: "
+            try:
+                self.wfile.write(head.encode())
+                while not receiver.release.is_set():
+                    readable, _, _ = select.select([self.connection], [], [], receiver.trickle_interval)
+                    if readable and not _still_open(self.connection):
+                        return False
+                    self.wfile.write(b"a")
+                self.wfile.write(b"{}" if receiver.trickle == "body" else b"\r\ncontent-length: 2\r\n\r\n{}")
+                return True
+            except OSError:
+                return False
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
             pass
 
     return Handler
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """False once the peer has closed (EOF or reset is waiting); senders send nothing more."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return not readable or sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except (OSError, ValueError):
+        return False
 
 
 # --- driving the real service to alert ---------------------------------------------------
