@@ -14,7 +14,7 @@ from monitor.alerts.worker import DeliveryWorker
 from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, runs, series, webhooks
 from monitor.api.decision_poll import DecisionPoll
 from monitor.api.errors import install_error_handlers
-from monitor.api.limits import BodySizeLimit
+from monitor.api.limits import BodySizeLimit, QueryStringLimit
 from monitor.api.raw_body import add_body_schemas
 from monitor.api.request_metrics import RequestMetrics
 from monitor.api.token_gate import TokenGate
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, metrics, runs, diagnostics, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(QueryStringLimit, max_bytes=settings.max_query_bytes)
     app.add_middleware(TokenGate)  # outside the body limit: a stranger's body is never read
     app.add_middleware(RequestMetrics)
     app.add_middleware(DecisionPoll)  # outermost: the trainers' poll skips the rest when it can

@@ -7,6 +7,8 @@ Anything invalid raises ``ValueError`` naming the config key, which the API turn
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -90,7 +92,7 @@ class Thresholds(BaseModel):
     def _known_rules(cls, severity: dict[str, Severity]) -> dict[str, Severity]:
         unknown = sorted(set(severity) - set(RULE_NAMES))
         if unknown:
-            raise ValueError(f"unknown rule(s) {unknown}; known rules: {list(RULE_NAMES)}")
+            raise ValueError(f"unknown rule(s) {_names(unknown)}; known rules: {list(RULE_NAMES)}")
         return severity
 
     def severity_for(self, rule: str) -> Severity:
@@ -158,19 +160,32 @@ def _monitor_values(section: Any) -> tuple[dict[str, Any], dict[str, str]]:
         raise ValueError(f"monitor: must be a mapping, got {type(section).__name__}")
     unknown = sorted(str(key) for key in section if key not in _MONITOR_KEYS)
     if unknown:
-        raise ValueError(f"monitor.{unknown[0]}: unknown key; allowed keys: {list(_MONITOR_KEYS)}")
+        raise ValueError(f"monitor.{_names(unknown[:1])}: unknown key; allowed keys: {list(_MONITOR_KEYS)}")
     values = {key: value for key, value in section.items() if value is not None}
     if "severity" in values and not isinstance(values["severity"], dict):
         raise ValueError("monitor.severity: must be a mapping of rule name to 'warning' or 'pause'")
     return values, {key: f"monitor.{key}" for key in values}
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _names(names: list[str]) -> str:
+    """Unknown names as a message may show them: plain names (a typo) as they are, anything
+    else (markup, NUL, very long) only counted -- error answers never echo such input."""
+    plain = [name for name in names if _PLAIN_NAME.fullmatch(name)]
+    hidden = len(names) - len(plain)
+    return ", ".join(plain + ([f"{hidden} more not shown"] if hidden else []))
+
+
 def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
-    """One line per error, each naming the config key the bad value came from."""
+    """One line per error, each naming the config key the bad value came from (never the value,
+    nor a key the client made up: error answers do not echo input)."""
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         field = loc[0] if loc else "?"
-        key = ".".join([sources.get(field, field), *loc[1:]])
-        lines.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+        known = [part for part in loc[1:] if part in RULE_NAMES]
+        key = ".".join([sources.get(field, field), *known])
+        lines.append(f"{key}: {error['msg']}")
     return "invalid thresholds: " + "; ".join(lines)
