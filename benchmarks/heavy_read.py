@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import threading
 import time
 from pathlib import Path
@@ -39,8 +40,6 @@ def extras(count: int) -> list[str]:
 
 def load_run(base_url: str, token: str, total: int, names: list[str], per_post: int = 2_000) -> None:
     """``total`` batches, each with the 8 usual readings plus one value per extra name."""
-    import random
-
     rng = random.Random(0)
     with client_for(base_url, token, timeout=600) as http:
         create_run(http, RUN_ID)
