@@ -49,8 +49,8 @@ class Scenario:
 
 
 def _spawn(role: str, svc: LiveService, runs: list[str], seconds: float, extra: list[str],
-           placement: Placement) -> subprocess.Popen:
-    args = [sys.executable, "-m", "benchmarks.decision_workers", role, "--url", svc.base_url, "--token",
+           placement: Placement, module: str = "benchmarks.decision_workers") -> subprocess.Popen:
+    args = [sys.executable, "-m", module, role, "--url", svc.base_url, "--token",
             svc.token, "--runs", ",".join(runs), "--seconds", str(seconds), *extra]
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))  # keep a --target install
     env = {**os.environ, "PYTHONPATH": path}

@@ -21,13 +21,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import decision, footprint, gpu, ingest, log_call, series_chart
+from benchmarks import decision, footprint, gpu, heavy_read, ingest, log_call, series_chart
 from benchmarks.common import REPO_ROOT, Result, peers_python, say
 from benchmarks.placement import Placement, parse_cpus
 from benchmarks.report import machine, render_table, write_json
 from benchmarks.sizes import FULL, SMOKE, Sizes
 
-NAMES = ("log_call", "ingest", "decision", "series", "footprint", "gpu_overhead")
+NAMES = ("log_call", "ingest", "decision", "series", "heavy_read", "footprint", "gpu_overhead")
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "latest.json"
 SMOKE_OUT = REPO_ROOT / "benchmarks" / "results" / "smoke.json"
 
@@ -47,6 +47,7 @@ class Suite:
             "footprint": self.footprint,
             "decision": lambda: decision.run(self.sizes, self.workdir, self.placement),
             "series": lambda: series_chart.run(self.sizes, self.workdir),
+            "heavy_read": lambda: heavy_read.run(self.sizes, self.workdir, self.placement),
             "gpu_overhead": lambda: gpu.run(self.sizes, self.workdir, self.smoke),
         }[name]
 

@@ -38,11 +38,11 @@ def scratch_database(kind: str, workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def running_service(database_url: str, workdir: Path, workers: int = 1,
-                    cpus: frozenset[int] | None = None) -> Iterator[LiveService]:
+                    cpus: frozenset[int] | None = None, env: dict[str, str] | None = None) -> Iterator[LiveService]:
     """``python -m monitor serve`` on a free loopback port with a random API token (on ``cpus``, if given)."""
     token = "bench-" + secrets.token_hex(16)
     live = LiveService(database_url, token, workdir / f"service-{secrets.token_hex(3)}.log", workers=workers,
-                       preexec=pinned_to(cpus))
+                       preexec=pinned_to(cpus), env=env)
     live.start(timeout=120)
     try:
         yield live

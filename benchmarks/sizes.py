@@ -29,6 +29,10 @@ class Sizes:
     series_query_budget_s: float  # ...or fewer when this time is up (at least 3)
     gpu_steps: int
     gpu_rounds: int
+    heavy_records: int = 50_000  # batches of the run the heavy reads ask for
+    heavy_extras: int = 32  # extra readings per batch, all asked for by each heavy read
+    heavy_readers: int = 8  # concurrent heavy-read clients
+    heavy_seconds: float = 10.0  # decision probe, alone and under the heavy reads
 
 
 FULL = Sizes(
@@ -45,4 +49,5 @@ SMOKE = Sizes(
     mlflow_ingest_readings=2_000, decision_runs=4, decision_seconds=2, decision_records_per_post=100,
     decision_workers=(1,), decision_paced_rate=100, series_records=20_000, series_per_request=5_000,
     series_queries=3, series_query_budget_s=10, gpu_steps=2, gpu_rounds=1,
+    heavy_records=2_000, heavy_extras=4, heavy_readers=2, heavy_seconds=1.0,
 )

@@ -16,7 +16,7 @@ from monitor.api.decision_poll import DecisionPoll
 from monitor.api.docs import install_docs
 from monitor.api.errors import install_error_handlers
 from monitor.api.internal_error import install_internal_error_handler
-from monitor.api.limits import BodySizeLimit
+from monitor.api.limits import BodySizeLimit, QueryStringLimit
 from monitor.api.raw_body import add_body_schemas
 from monitor.api.request_metrics import RequestMetrics
 from monitor.api.token_gate import TokenGate
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, metrics, runs, diagnostics, epochs, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(QueryStringLimit, max_bytes=settings.max_query_bytes)
     app.add_middleware(TokenGate)  # outside the body limit: a stranger's body is never read
     app.add_middleware(RequestMetrics)
     app.add_middleware(DecisionPoll)  # outermost: the trainers' poll skips the rest when it can

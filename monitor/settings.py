@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(default="http://127.0.0.1:8765", description="Base of dashboard links in alerts.")
     default_max_points: int = Field(default=2000, description="Points per chart series unless asked otherwise.")
+    series_max_metrics: int = Field(
+        default=32, ge=1, description="Metrics one series request may ask for; more get 422 (each costs a scan)."
+    )
+    max_query_bytes: int = Field(default=4096, ge=256, description="Longer query strings get 414.")
+    max_records_per_page: int = Field(
+        default=10_000, ge=1, description="Raw records one GET .../diagnostics page may hold (`limit` above: 422); "
+        "follow `next_cursor` for the rest.",
+    )
+    read_concurrency: int = Field(
+        default=2, ge=1, description="Heavy reads (series, raw records, dashboard data) served at once per server "
+        "process; the rest wait, so they cannot starve the decision poll of the interpreter or the pool.",
+    )
+    read_wait_seconds: float = Field(
+        default=10.0, ge=0, description="A heavy read waiting longer than this for a slot gets 503 with Retry-After."
+    )
     webhook_poll_seconds: float = Field(default=0.5)
     webhook_max_attempts: int = Field(default=8)
     webhook_backoff_base_seconds: float = Field(default=1.0)

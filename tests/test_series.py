@@ -93,13 +93,17 @@ def test_downsampling_keeps_extremes_and_reports_nonfinite(service: LiveService)
     assert body["last_step"] == 5999
 
 
-def test_unknown_metric_is_422_naming_it(service: LiveService) -> None:
+def test_unknown_metric_is_422_in_the_documented_shape(service: LiveService) -> None:
+    """422 locating the parameter, counting the unknown names without repeating them (issue 16.7)."""
     run_id = make_run(service)
     response = service.client.get(f"/api/v1/runs/{run_id}/series", params={"metrics": "loss,bogus_metric"})
     assert response.status_code == 422
-    assert "bogus_metric" in response.json()["detail"]
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "metrics"] and error["msg"].startswith("1 unknown metric")
+    assert "bogus_metric" not in response.text
     inverted = service.client.get(f"/api/v1/runs/{run_id}/series", params={"step_min": 10, "step_max": 5})
     assert inverted.status_code == 422
+    assert [error["loc"] for error in inverted.json()["detail"]] == [["query", "step_min"]]
     assert service.client.get("/api/v1/runs/no-such-run/series").status_code == 404
 
 

@@ -31,8 +31,8 @@ def check_syntax(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a bad port
-    except ValueError as exc:
-        raise UnsafeUrl(f"url is malformed: {exc}") from None
+    except ValueError:  # its message repeats part of the url: error answers never echo input
+        raise UnsafeUrl("url is malformed (its host or port cannot be parsed)") from None
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise UnsafeUrl("url scheme must be http or https")
     if not parts.hostname:
@@ -95,8 +95,8 @@ def check_destination(url: str, allow_private: bool) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"url host does not resolve: {exc}") from None
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeUrl("url host does not resolve") from None
     addresses = {info[4][0] for info in infos}
     if not addresses or not all(_is_public(addr) for addr in addresses):
         raise UnsafeUrl("url host resolves to a private, loopback or reserved address "

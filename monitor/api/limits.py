@@ -50,3 +50,22 @@ class BodySizeLimit:
 
 class _BodyTooLarge(Exception):
     """Raised inside receive() to abort reading an oversized body."""
+
+
+class QueryStringLimit:
+    """Answer 414 for query strings over ``max_bytes``: every listed name costs work
+    (a scan per metric), so what one request may ask is bounded before any parsing."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and len(scope.get("query_string", b"")) > self.max_bytes:
+            body = json.dumps({"detail": f"query string longer than {self.max_bytes} bytes"}).encode()
+            await send({"type": "http.response.start", "status": 414,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

@@ -18,11 +18,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 import dashboards
 from dashboards import views
 from monitor.api.deps import TOKEN_COOKIE, DbDep, SettingsDep, presented_token, require_token
+from monitor.api.read_slots import run_read
 from monitor.api.runs import RunId
 from monitor.api.series import MetricsParam, PointsParam, StepParam, default_max_points, series_window
 from monitor.schemas.diagnostics import MAX_INDEX
 from monitor.store import runs
+from monitor.store.database import Database
 from monitor.store.runs import RunNotFound
+from monitor.store.series import SeriesWindow
 
 router = APIRouter(include_in_schema=False)
 COOKIE_MAX_AGE = 30 * 24 * 3600
@@ -84,16 +87,21 @@ def run_page(request: Request, run_id: RunId, db: DbDep, settings: SettingsDep) 
 
 
 @router.get("/runs/{run_id}/data", dependencies=[Depends(require_token)])
-def run_data(run_id: RunId, db: DbDep, settings: SettingsDep, metrics: MetricsParam = None,
+async def run_data(request: Request, run_id: RunId, db: DbDep, settings: SettingsDep, metrics: MetricsParam = None,
              max_points: PointsParam = None, step_min: StepParam = None, step_max: StepParam = None,
              after: Annotated[int | None, Query(ge=-1, le=MAX_INDEX)] = None) -> JSONResponse:
     """The page's poll (``after`` = last step it has) and zoom (``step_min``/``step_max``) answer."""
     if after is not None:
         step_min, step_max = after + 1, None
     window = series_window(settings, metrics, max_points, None, step_min, step_max)
-    with db.read_session() as session:
-        body = views.run_update(session, runs.get_run(session, run_id), window)
+    body = await run_read(request, _run_update, db, run_id, window)
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _run_update(db: Database, run_id: str, window: SeriesWindow) -> dict[str, Any]:
+    """The page's update (in a worker thread, in a read slot: it is a series read)."""
+    with db.read_session() as session:
+        return views.run_update(session, runs.get_run(session, run_id), window)
 
 
 @router.get("/login", response_class=HTMLResponse)

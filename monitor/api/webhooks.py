@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from monitor.alerts import urls
 from monitor.api.deps import DbDep, SettingsDep, require_token
+from monitor.api.errors import unprocessable
 from monitor.api.paging import Limit, Offset
 from monitor.schemas.webhooks import DeliveryOut, DeliveryStatus, WebhookCreate, WebhookCreated, WebhookOut
 from monitor.store import webhooks as store
@@ -38,11 +39,11 @@ def create_webhook(body: WebhookCreate, db: DbDep, settings: SettingsDep) -> Any
     try:
         urls.check_destination(body.url, settings.webhook_allow_private)
     except urls.UnsafeUrl as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"invalid url: {exc}") from None
+        raise unprocessable(["body", "url"], f"invalid url: {exc}") from None
     try:
         secret = body.signing_secret()
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"invalid secret: {exc}") from None
+        raise unprocessable(["body", "secret"], f"invalid secret: {exc}") from None
     with db.write_session() as session:
         hook = store.create_webhook(session, url=body.url, secret=secret, events=body.events,
                                     fmt=body.format, run_id=body.run_id)

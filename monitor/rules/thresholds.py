@@ -116,7 +116,7 @@ class Thresholds(BaseModel):
     def _known_rules(cls, severity: dict[str, Severity]) -> dict[str, Severity]:
         unknown = sorted(set(severity) - set(RULE_NAMES))
         if unknown:
-            raise ValueError(f"unknown rule(s) {unknown}; known rules: {list(RULE_NAMES)}")
+            raise ValueError(f"{len(unknown)} unknown rule(s); known rules: {list(RULE_NAMES)}")
         return severity
 
     def severity_for(self, rule: str) -> Severity:

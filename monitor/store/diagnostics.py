@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from monitor.floats import decode_float, encode_tree
@@ -215,16 +215,37 @@ def row_to_record_json(row: Diagnostic) -> dict[str, Any]:
     return encode_tree(body)
 
 
-def list_records(
-    session: Session, run_id: str, *, rank: int | None, step_min: int | None, step_max: int | None, limit: int
-) -> list[dict[str, Any]]:
-    """Stored records in (step, rank) order as the API returns them."""
+@dataclass(frozen=True)
+class RecordPage:
+    """Which records to list: filters, page size, and where the page before ended (step, rank)."""
+
+    rank: int | None
+    step_min: int | None
+    step_max: int | None
+    limit: int
+    after: tuple[int, int, int] | None = None  # (step, rank, segment) of the last row shown
+
+
+def list_records(session: Session, run_id: str, page: RecordPage) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of stored records in (step, rank) order as the API returns them, and the cursor
+    of the next page (None on the last). Keyset paging: every row once, however rows arrive."""
     query = select(Diagnostic).where(Diagnostic.run_id == run_id)
-    if rank is not None:
-        query = query.where(Diagnostic.rank == rank)
-    if step_min is not None:
-        query = query.where(Diagnostic.step >= step_min)
-    if step_max is not None:
-        query = query.where(Diagnostic.step <= step_max)
-    query = query.order_by(Diagnostic.step, Diagnostic.rank, Diagnostic.segment).limit(limit)
-    return [row_to_record_json(row) for row in session.scalars(query)]
+    if page.rank is not None:
+        query = query.where(Diagnostic.rank == page.rank)
+    if page.step_min is not None:
+        query = query.where(Diagnostic.step >= page.step_min)
+    if page.step_max is not None:
+        query = query.where(Diagnostic.step <= page.step_max)
+    if page.after is not None:
+        step, rank, segment = page.after
+        query = query.where(or_(
+            Diagnostic.step > step,
+            and_(Diagnostic.step == step, Diagnostic.rank > rank),
+            and_(Diagnostic.step == step, Diagnostic.rank == rank, Diagnostic.segment > segment),
+        ))
+    query = query.order_by(Diagnostic.step, Diagnostic.rank, Diagnostic.segment).limit(page.limit + 1)
+    rows = list(session.scalars(query))
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    cursor = f"{rows[-1].step}.{rows[-1].rank}.{rows[-1].segment}" if more else None
+    return [row_to_record_json(row) for row in rows], cursor

@@ -23,10 +23,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: flo
 
 
 def stored_steps(client: httpx.Client, run_id: str, rank: int = 0) -> list[int]:
-    """Every stored step of one rank, as the read API returns them (duplicates would show)."""
-    response = client.get(f"/api/v1/runs/{run_id}/diagnostics", params={"rank": rank, "limit": 100_000})
-    response.raise_for_status()
-    return [record["step"] for record in response.json()["records"]]
+    """Every stored step of one rank, as the read API returns them page by page (duplicates would show)."""
+    steps: list[int] = []
+    params: dict[str, Any] = {"rank": rank}
+    while True:
+        response = client.get(f"/api/v1/runs/{run_id}/diagnostics", params=params)
+        response.raise_for_status()
+        body = response.json()
+        steps += [record["step"] for record in body["records"]]
+        if body["next_cursor"] is None:
+            return steps
+        params["cursor"] = body["next_cursor"]
 
 
 def assert_stored_exactly_once(client: httpx.Client, run_id: str, steps: Iterable[int]) -> None:
