@@ -10,6 +10,7 @@ from __future__ import annotations
 from monitor.evaluation import evaluate_batches, evaluate_epoch
 from monitor.ingest.body import parse_body
 from monitor.ingest.failures import TooManyRecords
+from monitor.ingest.hold import hold_point
 from monitor.metrics import observe_ingest
 from monitor.schemas.diagnostics import DiagnosticBatch, EpochResult, EpochSummary, IngestResult
 from monitor.settings import Settings
@@ -29,6 +30,7 @@ def store_batch(db: Database, settings: Settings, run_id: str, body: bytes, cont
         run = runs.get_run(session, run_id, lock=True)
         outcome = insert_records(session, run, batch.records)
         update_rollups(session, run_id, outcome.new_records)
+        hold_point()  # test-only: a fault test kills the worker here, rows written, nothing committed
         evaluate_batches(session, run, outcome.new_records, settings.public_url)
         last_step = run.last_step
     observe_ingest(len(outcome.new_records), outcome.duplicates)
