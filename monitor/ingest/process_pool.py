@@ -25,9 +25,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from monitor.ingest.child_process import ChildProcess
 from monitor.ingest.failures import IngestWorkerLost
 from monitor.ingest.frames import encode, read_frame_async
 from monitor.ingest.messages import Job, Ready, Reply
+from monitor.lifeline import SERVER_PID_ENV
 from monitor.metrics import MULTIPROC_ENV, apply_counts
 from monitor.settings import Settings
 from monitor.store.decision_board import DecisionBoard
@@ -41,7 +43,7 @@ STOP_TIMEOUT_S = 30.0
 class _Worker:
     """One child process; ``ready`` once its ``Ready`` frame was read."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: ChildProcess) -> None:
         self.process = process
         self.ready = False
         self.lost = False
@@ -130,10 +132,8 @@ class ProcessIngest:
 
     async def _spawn(self) -> _Worker:
         env = {key: value for key, value in os.environ.items() if key != MULTIPROC_ENV}  # it counts nothing itself
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", WORKER_MODULE, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True,
-        )
+        env[SERVER_PID_ENV] = str(os.getpid())  # it dies with this process (monitor.lifeline)
+        process = await ChildProcess.start([sys.executable, "-m", WORKER_MODULE], env)
         assert process.stdin is not None
         process.stdin.write(self._settings_frame)
         worker = _Worker(process)

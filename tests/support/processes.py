@@ -51,3 +51,45 @@ def is_gone(pid: int) -> bool:
     """Exited (a zombie nobody reaped yet counts as exited)."""
     fields = _stat_fields(pid)
     return fields is None or fields[0] == "Z"
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Live children of ``pid``, their children, and so on."""
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for parent in frontier for child in children_of(parent)]
+        found.extend(children)
+        frontier = children
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets ``pid`` holds open (``socket:[N]`` links in /proc/<pid>/fd)."""
+    inodes = set()
+    try:
+        entries = list(Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return inodes
+    for entry in entries:
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:["):-1]))
+    return inodes
+
+
+def listening_inodes() -> set[int]:
+    """The inodes of every listening TCP socket on this host (state 0A in /proc/net/tcp and tcp6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":
+                inodes.add(int(fields[9]))
+    return inodes
