@@ -41,12 +41,14 @@ STOP_TIMEOUT_S = 30.0
 
 
 class _Worker:
-    """One child process; ``ready`` once its ``Ready`` frame was read."""
+    """One child process; ``ready`` once its ``Ready`` frame was read, ``busy`` while it has a job."""
 
     def __init__(self, process: ChildProcess) -> None:
         self.process = process
         self.ready = False
         self.lost = False
+        self.busy = False
+        self.watcher: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int:
@@ -121,6 +123,7 @@ class ProcessIngest:
                           worker.pid, worker.process.returncode)
             if worker.lost:
                 worker = await self._replace(worker)
+            worker.busy = True
             return await worker.exchange(frame)
         except Exception as exc:  # whatever broke the exchange, this worker is done
             if not worker.lost:
@@ -128,6 +131,7 @@ class ProcessIngest:
                 await self._report_lost(worker, exc)
             raise IngestWorkerLost("the ingest worker process was lost; retry the request") from exc
         finally:
+            worker.busy = False
             self._idle.put_nowait(worker)
 
     async def _spawn(self) -> _Worker:
@@ -137,9 +141,18 @@ class ProcessIngest:
         assert process.stdin is not None
         process.stdin.write(self._settings_frame)
         worker = _Worker(process)
+        worker.watcher = asyncio.create_task(self._watch(worker))
         self._workers.add(worker)
         log.debug("ingest worker %d started", worker.pid)
         return worker
+
+    async def _watch(self, worker: _Worker) -> None:
+        """Notice an exit when it happens: one while idle is known (and logged) before the next job."""
+        code = await worker.process.wait()
+        if not worker.busy and not worker.lost and not self._closed:
+            worker.lost = True
+            log.error("ingest worker %d exited while idle (exit code %s); the next job starts another",
+                      worker.pid, code)
 
     async def _replace(self, lost: _Worker) -> _Worker:
         """A new worker in place of ``lost``; if starting one fails, ``lost`` stays (and is tried again)."""
