@@ -93,3 +93,16 @@ def listening_inodes() -> set[int]:
             if fields[3] == "0A":
                 inodes.add(int(fields[9]))
     return inodes
+
+
+def tcp_queues(port: int) -> list[tuple[int, int]]:
+    """(send queue, receive queue) in bytes of each established IPv4 TCP connection with ``port``
+    at either end, from /proc/net/tcp: both 0 on both ends means every byte sent was read."""
+    queues = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if fields[3] == "01" and port in (local_port, remote_port):  # 01: ESTABLISHED
+            tx, rx = (int(value, 16) for value in fields[4].split(":"))
+            queues.append((tx, rx))
+    return queues
