@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from monitor.api.token_gate import TokenGate
 from monitor.auth import TokenVerifier
 from monitor.gc_tuning import tune_gc
 from monitor.ingest.executors import ingest_executor
+from monitor.lifeline import SUPERVISOR_PID_ENV, die_with_parent, parent_from_env
 from monitor.settings import Settings, get_settings
 from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
 from monitor.store.database import Database, normalise_url
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
+    supervisor = parent_from_env(SUPERVISOR_PID_ENV)
+    if supervisor is not None:  # a worker of ``serve --workers N``: it ends with its supervisor
+        die_with_parent(supervisor, signal.SIGTERM)
     db = Database(settings.database_url, settings.db_pool_size)
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from monitor.lifeline import SUPERVISOR_PID_ENV
 from monitor.logging_setup import configure_logging, uvicorn_log_config
 from monitor.settings import Settings
 
@@ -35,6 +36,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from monitor.metrics import prepare_metrics_dir
 
     prepare_metrics_dir(args.workers)
+    if args.workers > 1:  # each uvicorn worker ties its life to this process (monitor.lifeline)
+        os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
     log.info("serving on http://%s:%s (database %s)", args.host, args.port, settings.database_url.split("@")[-1])
     uvicorn.run(
         "monitor.app:create_app",

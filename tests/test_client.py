@@ -51,6 +51,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
     return predicate()
 
 
+def wait_sender_idle(client: MonitorClient) -> None:
+    """Until the sender thread is blocked on its wake-up event with nothing queued: from then on
+    it takes records only when ``batch_size`` of them are queued, a flush asks, or the flush
+    interval passes (an event to wait on, not a guess like "asleep after 0.3 s")."""
+    waiters = client._wake._cond._waiters  # CPython's threading.Event: a Condition and its waiters
+    assert wait_for(lambda: not client._queue and len(waiters) == 1, 30), "the sender never went idle"
+
+
 def log_steps(client: MonitorClient, steps: range, epoch_every: int = 100) -> None:
     for step in steps:
         client.log(step, step // epoch_every, loss=1.0 / (step + 1), accuracy=0.5, attention_max=0.9,
@@ -157,7 +165,7 @@ def test_retried_batches_are_deduplicated(sqlite_service: LiveService, tmp_path:
     try:
         client = make_client(f"http://127.0.0.1:{proxy.port}", sqlite_service.token, "retry",
                              tmp_path / "spill", retry_budget=10.0, flush_interval=30.0)
-        time.sleep(0.3)  # sender idle: it wakes at exactly batch_size records
+        wait_sender_idle(client)  # it wakes at exactly batch_size records
         log_steps(client, range(300))
         assert client.flush(30)
         client.close()
@@ -166,8 +174,7 @@ def test_retried_batches_are_deduplicated(sqlite_service: LiveService, tmp_path:
     stats = client.stats()
     assert proxy.drops == 0, "the proxy should have lost two responses"
     assert record_count(sqlite_service, "retry") == 300
-    # The batch whose answers were lost (100 records unless the sender woke early) was stored
-    # once and reported as duplicates on the third try.
+    # The batch whose answers were lost was stored once and reported as duplicates on the third try.
     assert 0 < stats["duplicates"] <= 100
     assert stats["accepted"] + stats["duplicates"] == stats["sent"] == 300
     assert stats["spilled"] == 0
@@ -308,24 +315,22 @@ def test_queue_full_drops_and_counts_without_raising(
     caplog.set_level(logging.WARNING, logger="trainer_client")
     client = make_client(sqlite_service.base_url, sqlite_service.token, "full", tmp_path / "spill",
                          max_queue=10, batch_size=1000, flush_interval=30.0)
-    time.sleep(0.3)  # let the sender go idle, so (almost) nothing drains while we log
+    wait_sender_idle(client)  # and with max_queue < batch_size, nothing wakes it while we log
     log_steps(client, range(1000))
     dropped = client.stats()["queue_dropped"]
-    assert dropped >= 900
+    assert dropped == 1000 - 10, "the queue keeps max_queue records and drops the rest"
     assert caplog.text.count("queue is full") == 1  # warned once, not per record
     assert client.flush(20)
     client.close()
     assert record_count(sqlite_service, "full") == 1000 - dropped  # everything not dropped arrived
 
 
-def test_close_semantics_and_log_cost(sqlite_service: LiveService, tmp_path: Path) -> None:
+def test_close_semantics(sqlite_service: LiveService, tmp_path: Path) -> None:
+    # What one log() call costs is a benchmark's figure (benchmarks/log_call.py), not a test's.
     client = make_client(sqlite_service.base_url, sqlite_service.token, "close", tmp_path / "spill",
                          max_queue=1_000_000, batch_size=5000)
-    started = time.perf_counter()
     for step in range(20_000):
         client.log(step, 0, loss=0.1, accuracy=0.5, grad_norm=1.0)
-    per_call = (time.perf_counter() - started) / 20_000
-    assert per_call < 20e-6, f"log() took {per_call * 1e6:.1f} us per call"
     client.close()
     client.close()  # idempotent
     client.log(20_000, 0, loss=0.1)  # after close: dropped, never raised
@@ -429,7 +434,8 @@ def test_retry_after_nan_garbage_negative_or_huge_never_crashes_the_sender(tmp_p
     try:
         client = make_client(fake.base_url, "t", "retry-after", tmp_path / "spill", retry_budget=10.0)
         log_steps(client, range(50))
-        started = time.monotonic()
+        # "1e308" waits the backoff cap, not forever (flush's deadline); that the cap is 2 s is
+        # checked without a clock in test_retry_after_parsing_is_defensive.
         assert client.flush(30)
         client.close()
     finally:
@@ -438,7 +444,6 @@ def test_retry_after_nan_garbage_negative_or_huge_never_crashes_the_sender(tmp_p
     assert len(refused) == 6, refused
     assert fake.stored_steps() == list(range(50))
     assert stats["sent"] == 50 and stats["invalid"] == 0 and stats["spilled"] == 0, stats
-    assert time.monotonic() - started < 8.0  # "1e308" waits the backoff cap (2 s), not forever
 
 
 def test_retry_after_parsing_is_defensive() -> None:

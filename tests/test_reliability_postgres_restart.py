@@ -82,8 +82,9 @@ def test_service_survives_postgres_restarts_and_loses_nothing(
         private_pg: PrivatePostgres, token: str, tmp_path: Path) -> None:
     service = LiveService(private_pg.create_database("monitor"), token, tmp_path / "service.log").start()
     run_ids = [f"pg-restart-{n}" for n in range(RUNS)]
+    may_close = tmp_path / "may-close"  # trainers close (their last replay) once PostgreSQL is back for good
     trainers = [TrainerProcess(tmp_path / run_id, service.base_url, token, run_id, steps=STEPS, rate=RATE,
-                               retry_budget=1.0) for run_id in run_ids]
+                               retry_budget=1.0, close_after=str(may_close)) for run_id in run_ids]
     poller = DecisionPoller(service.base_url, token, run_ids)
     try:
         for trainer in trainers:
@@ -92,15 +93,19 @@ def test_service_survives_postgres_restarts_and_loses_nothing(
         for mode, progress in (("fast", 1200), ("immediate", 2400)):
             for trainer in trainers:
                 trainer.wait_progress(progress)
+            spilled_before = sum(trainer.spilled() for trainer in trainers)
             private_pg.stop(mode)
             down = outage_answer(service)
             assert down.status_code == 503, down.text
             assert down.json()["detail"] and down.headers["retry-after"]
             assert httpx.get(f"{service.base_url}/healthz").status_code == 503
-            time.sleep(2.0)  # long enough that the trainers' clients give up retrying and spill
+            # Down until a client gave up retrying and spilled: the outage reached the clients.
+            wait_until(lambda: sum(trainer.spilled() for trainer in trainers) > spilled_before, 60, 0.05,
+                       what=f"a client spilling during the {mode} outage")
             private_pg.start()
             wait_until(lambda: outage_answer(service).status_code == 200, 30, what="service recovery")
 
+        may_close.touch()
         results = [trainer.wait(120) for trainer in trainers]
         poller.stopping.set()
         poller.join(10)

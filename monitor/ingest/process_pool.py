@@ -25,9 +25,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from monitor.ingest.child_process import ChildProcess
 from monitor.ingest.failures import IngestWorkerLost
 from monitor.ingest.frames import encode, read_frame_async
 from monitor.ingest.messages import Job, Ready, Reply
+from monitor.lifeline import SERVER_PID_ENV
 from monitor.metrics import MULTIPROC_ENV, apply_counts
 from monitor.settings import Settings
 from monitor.store.decision_board import DecisionBoard
@@ -39,12 +41,14 @@ STOP_TIMEOUT_S = 30.0
 
 
 class _Worker:
-    """One child process; ``ready`` once its ``Ready`` frame was read."""
+    """One child process; ``ready`` once its ``Ready`` frame was read, ``busy`` while it has a job."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: ChildProcess) -> None:
         self.process = process
         self.ready = False
         self.lost = False
+        self.busy = False
+        self.watcher: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int:
@@ -119,6 +123,7 @@ class ProcessIngest:
                           worker.pid, worker.process.returncode)
             if worker.lost:
                 worker = await self._replace(worker)
+            worker.busy = True
             return await worker.exchange(frame)
         except Exception as exc:  # whatever broke the exchange, this worker is done
             if not worker.lost:
@@ -126,20 +131,28 @@ class ProcessIngest:
                 await self._report_lost(worker, exc)
             raise IngestWorkerLost("the ingest worker process was lost; retry the request") from exc
         finally:
+            worker.busy = False
             self._idle.put_nowait(worker)
 
     async def _spawn(self) -> _Worker:
         env = {key: value for key, value in os.environ.items() if key != MULTIPROC_ENV}  # it counts nothing itself
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", WORKER_MODULE, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True,
-        )
+        env[SERVER_PID_ENV] = str(os.getpid())  # it dies with this process (monitor.lifeline)
+        process = await ChildProcess.start([sys.executable, "-m", WORKER_MODULE], env)
         assert process.stdin is not None
         process.stdin.write(self._settings_frame)
         worker = _Worker(process)
+        worker.watcher = asyncio.create_task(self._watch(worker))
         self._workers.add(worker)
         log.debug("ingest worker %d started", worker.pid)
         return worker
+
+    async def _watch(self, worker: _Worker) -> None:
+        """Notice an exit when it happens: one while idle is known (and logged) before the next job."""
+        code = await worker.process.wait()
+        if not worker.busy and not worker.lost and not self._closed:
+            worker.lost = True
+            log.error("ingest worker %d exited while idle (exit code %s); the next job starts another",
+                      worker.pid, code)
 
     async def _replace(self, lost: _Worker) -> _Worker:
         """A new worker in place of ``lost``; if starting one fails, ``lost`` stays (and is tried again)."""

@@ -12,6 +12,7 @@ from typing import Any
 from monitor.evaluation import evaluate_batches, evaluate_epoch
 from monitor.ingest.body import parse_body
 from monitor.ingest.failures import InvalidBody, TooManyRecords
+from monitor.ingest.hold import hold_point
 from monitor.metrics import observe_ingest
 from monitor.schemas.diagnostics import DiagnosticBatch, EpochResult, EpochSummary, IngestResult
 from monitor.settings import Settings
@@ -35,6 +36,7 @@ def store_batch(db: Database, settings: Settings, run_id: str, body: bytes, cont
         except StepJump as jump:
             raise InvalidBody(step_jump_errors(jump)) from jump
         update_rollups(session, run_id, outcome.new_records)
+        hold_point()  # test-only: a fault test kills the worker here, rows written, nothing committed
         evaluate_batches(session, run, outcome.readings, settings.public_url)
         last_step = run.last_step
     observe_ingest(len(outcome.new_records), outcome.duplicates, outcome.late)

@@ -28,6 +28,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTHY = {"loss": 0.3, "accuracy": 0.9, "attention_max": 0.7, "lora_norm_max": 1.5, "grad_norm": 1.2}
 COLLAPSED = {**HEALTHY, "attention_max": 0.001}  # fires the attention-collapse rule
+CLOSE_AFTER_LIMIT_S = 300.0  # a --close-after file never created must not keep a trainer forever
 
 
 def _write_atomic(path: Path, body: dict[str, Any]) -> None:
@@ -54,12 +55,19 @@ def _stream(client: Any, args: argparse.Namespace, progress: Path) -> list[float
         client.log(step, step // args.steps_per_epoch, **readings)
         durations.append(time.perf_counter() - before)
         if index % 100 == 99 or index == args.steps - 1:
-            _write_atomic(progress, {"logged": index + 1, "last_step": step})
+            _write_atomic(progress, {"logged": index + 1, "last_step": step, "spilled": client.stats()["spilled"]})
         if args.rate > 0:
             ahead = started + (index + 1) / args.rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
     return durations
+
+
+def _wait_for_file(path: Path, limit: float) -> None:
+    """Until ``path`` exists (an event the test creates), at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--close-timeout", type=float, default=30.0)
     parser.add_argument("--probe-max", type=float, default=0.5, help="cap of the client's re-probe delay")
+    parser.add_argument("--close-after", default=None,
+                        help="wait for this file to exist before close() (the test says when the service is up)")
     parser.add_argument("--work-dir", required=True, help="progress.json and result.json go here")
     return parser
 
@@ -101,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            timeout=args.timeout)
     client.PROBE_MAX_S = args.probe_max  # re-probe a recovered service quickly in tests
     durations = sorted(_stream(client, args, work / "progress.json"))
+    if args.close_after:
+        _wait_for_file(Path(args.close_after), CLOSE_AFTER_LIMIT_S)
     before = time.perf_counter()
     client.close(timeout=args.close_timeout)
     close_seconds = time.perf_counter() - before
@@ -138,6 +150,13 @@ class TrainerProcess:
         """Steps logged so far (0 before the first progress write)."""
         try:
             return int(json.loads((self.work_dir / "progress.json").read_text())["logged"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def spilled(self) -> int:
+        """Records the client had spilled at its last progress write (0 before the first)."""
+        try:
+            return int(json.loads((self.work_dir / "progress.json").read_text())["spilled"])
         except (OSError, ValueError, KeyError):
             return 0
 
