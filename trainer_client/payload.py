@@ -25,8 +25,12 @@ Payload = dict[str, Any]
 READING_NAMES: frozenset[str] = frozenset((
     "lora_norm_mean", "lora_norm_max", "stop_logit_var", "attention_max", "attention_entropy",
     "logit_min", "logit_max", "accuracy", "loss", "nan_count", "grad_norm",
+    # issue 18 (design_rules_data.md section 1): size-free attention, stop mean/prob, pre-clamp LoRA norm
+    "attention_max_mean", "attention_peak_ratio", "attention_entropy_norm", "stop_logit_mean",
+    "stop_logit_abs_mean", "stop_prob_mean", "lora_norm_preclamp_mean", "lora_norm_preclamp_max",
 ))
 MAX_INDEX, MAX_RANK, MAX_EXTRA, MAX_NAME = 2**62, 65535, 64, 100
+MAX_EPOCH_EXTRA, MAX_EPOCH_VECTOR = 64, 64
 MAX_TREE_DEPTH = 32  # deeper config branches are sent as text (also ends reference cycles)
 _BAD = object()
 
@@ -197,8 +201,14 @@ def _text(value: Any) -> str:
 
 
 def encode_epoch(epoch: Any, rank: Any, eval_accuracy: Any, train_accuracy: Any, grad_explosion_events: Any,
-                 lr_backoff_events: Any, max_nan_streak: Any) -> dict[str, Any]:
-    """The ``/epochs`` body; raises ValueError/TypeError on unusable values (caller logs)."""
+                 lr_backoff_events: Any, max_nan_streak: Any, extra: Mapping[str, Any] | None = None,
+                 dropped: list[str] | None = None) -> dict[str, Any]:
+    """The ``/epochs`` body; raises ValueError/TypeError on unusable values (caller logs).
+
+    ``extra``: the trainer's further epoch figures, numbers or short sequences of numbers
+    (1-D tensors and numpy arrays too). An unusable extra costs only itself: its name is
+    appended to ``dropped`` (the caller says it), never the whole summary.
+    """
     body: dict[str, Any] = {"epoch": _index(epoch, MAX_INDEX), "rank": _index(rank, MAX_RANK)}
     for name, value in (("eval_accuracy", eval_accuracy), ("train_accuracy", train_accuracy)):
         number = encode_float(value)
@@ -210,4 +220,39 @@ def encode_epoch(epoch: Any, rank: Any, eval_accuracy: Any, train_accuracy: Any,
                         ("lr_backoff_events", lr_backoff_events), ("max_nan_streak", max_nan_streak)):
         if value is not None:
             body[name] = _index(value, MAX_INDEX)
+    if extra:
+        encoded = encode_epoch_extra(extra, dropped if dropped is not None else [])
+        if encoded:
+            body["extra"] = encoded
     return body
+
+
+def encode_epoch_extra(extra: Mapping[str, Any], dropped: list[str]) -> dict[str, Any]:
+    """Epoch extras as numbers or lists of numbers (strict JSON); the names of unusable ones go to ``dropped``."""
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        name = str(key)
+        encoded = _epoch_value(value)
+        if encoded is _BAD or not 0 < len(name) <= MAX_NAME or len(out) >= MAX_EPOCH_EXTRA:
+            dropped.append(name)
+        elif encoded is not None:
+            out[name] = encoded
+    return out
+
+
+def _epoch_value(value: Any) -> Any:
+    """A number, a list of at most MAX_EPOCH_VECTOR numbers, None, or ``_BAD``."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and getattr(value, "ndim", 0) >= 1:  # tensors and numpy arrays
+        try:
+            value = tolist()
+        except Exception:  # noqa: BLE001 - an unreadable array is one bad extra
+            return _BAD
+    if isinstance(value, (list, tuple)):
+        numbers = [encode_float(v) for v in value]
+        if len(numbers) > MAX_EPOCH_VECTOR or any(n is _BAD or n is None or isinstance(n, list) for n in numbers):
+            return _BAD
+        return numbers
+    if isinstance(value, (str, bytes, Mapping)):
+        return _BAD
+    return encode_float(value)
