@@ -640,3 +640,24 @@ def test_epoch_extras_scalars_and_short_vectors_bad_ones_named(
     assert body["extra"] == {"task_accuracy": 0.25, "per_clue": [pytest.approx(0.1), pytest.approx(0.2)],
                              "np": [1.0, "NaN"]}
     assert "too_long, text, nested" in caplog.text
+
+
+def test_spill_header_survives_compaction_and_is_adopted(tmp_path: Path) -> None:
+    from trainer_client.spill import SpillStore
+
+    body = {"project": "p", "config": {"a": 1}, "escalation_start_epoch": 4}
+    store = SpillStore(tmp_path, max_bytes=2000, run_id="hdr", run_body=body)
+    store.open()
+    for step in range(60):  # over the bound: the oldest payloads are compacted away
+        store.append({"records": [{"step": step, "epoch": 0}]})
+    assert store.dropped_records > 0
+    store.close()
+    (path,) = tmp_path.glob(f"*{SPILL_SUFFIX}")
+    assert path.read_bytes().startswith(b"#run ")
+    successor = SpillStore(tmp_path, max_bytes=2000, run_id="hdr", run_body={"name": "resumed"})
+    successor.open()
+    assert successor.run_body == {"name": "resumed", **body}  # its own fields win, the rest adopted
+    sent: list[dict] = []
+    assert successor.replay(lambda payload: sent.append(payload))
+    assert sent and all("records" in payload for payload in sent)  # the header is never replayed
+    successor.close()

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-import socket
 import threading
-import uuid
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer_client.delivery import Delivery
-from trainer_client.payload import Payload, encode_epoch, encode_record, encode_tree
+from trainer_client.payload import Payload, encode_epoch, encode_record, run_body, session_id
 from trainer_client.spill import default_spill_dir
 from trainer_client.transport import Transport
 
@@ -73,8 +70,8 @@ class MonitorClient:
         self.timeout = timeout
         self.retry_budget = retry_budget
         self._token = token
-        self.session = _session_id(session)
-        self._run_body = _run_body(run_id, {"name": run_name, "project": project, "config": config,
+        self.session = session_id(session)
+        self._run_body = run_body(run_id, {"name": run_name, "project": project, "config": config,
                                             "escalation_start_epoch": escalation_start_epoch})
         self._max_queue = max(1, int(max_queue))
         self._batch_size = max(1, int(batch_size))
@@ -299,23 +296,3 @@ class MonitorClient:
             else:
                 return batch, item
         return batch, None
-
-
-def _session_id(session: bool | str) -> str | None:
-    """The record ``session``: made here once per client (host, pid, random), given, or none."""
-    if session is False or session is None:
-        return None
-    if isinstance(session, str) and session:
-        return session[:100]
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-
-
-def _run_body(run_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """The run's PUT body as strict JSON (a snapshot taken at construction; never raises)."""
-    non_finite: list[str] = []
-    body = {name: encode_tree(value, non_finite, name) for name, value in fields.items() if value is not None}
-    if non_finite:
-        logger.warning('monitor client %s: NaN/Infinity in the run config at %s; sent as the strings "NaN", '
-                       '"Infinity", "-Infinity" (strict JSON has no such numbers)', run_id,
-                       ", ".join(non_finite[:20]))
-    return body

@@ -15,6 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -256,3 +259,23 @@ def _epoch_value(value: Any) -> Any:
     if isinstance(value, (str, bytes, Mapping)):
         return _BAD
     return encode_float(value)
+
+
+def session_id(session: bool | str) -> str | None:
+    """The record ``session``: made here once per client (host, pid, random), given, or none."""
+    if session is False or session is None:
+        return None
+    if isinstance(session, str) and session:
+        return session[:100]
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def run_body(run_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The run's PUT body as strict JSON (a snapshot taken at construction; never raises)."""
+    non_finite: list[str] = []
+    body = {name: encode_tree(value, non_finite, name) for name, value in fields.items() if value is not None}
+    if non_finite:
+        logger.warning('monitor client %s: NaN/Infinity in the run config at %s; sent as the strings "NaN", '
+                       '"Infinity", "-Infinity" (strict JSON has no such numbers)', run_id,
+                       ", ".join(non_finite[:20]))
+    return body
