@@ -218,3 +218,41 @@ def test_adapter_against_the_real_service(sqlite_service: LiveService, tmp_path:
             ratio = row["extra"]["attention_peak_ratio"]
         assert ratio == pytest.approx(1.0, rel=1e-5)
         assert row["extra"]["hyperlora_delta_scale"] == pytest.approx(0.005)
+
+
+DATA = Path(__file__).parent / "data" / "sciarc"
+
+
+def test_adapter_on_the_real_forward_output_sample() -> None:
+    """A forward output recorded from the real RLAN model (tiny CPU run): a 6x6 grid padded to 7x7."""
+    sample = torch.load(DATA / "forward_sample_healthy.pt", weights_only=True)
+    meta = sample.pop("meta")
+    grid, targets = sample.pop("test_inputs"), sample.pop("test_outputs")
+    sink = Sink()
+    monitor = RLANMonitor(sink, pad_color=meta["pad_color"], ignore_index=meta["ignore_index"])
+    monitor.batch(sample, targets, epoch=0, loss=2.5, input_grid=grid, delta_scale=meta["hyperlora_delta_scale"])
+    monitor.close()
+    (rec,) = sink.records
+    assert monitor.collector.stats()["skipped"] == 0
+    # independent oracle: plain torch over the real cells only
+    valid = (grid != meta["pad_color"]).flatten(1)  # (1, 49), 36 real cells
+    maps = sample["attention_maps"].flatten(2)[:, :, valid[0]]  # (1, K, 36)
+    p = maps / maps.sum(-1, keepdim=True)
+    cells = valid.sum().item()
+    assert cells == 36
+    assert rec["attention_peak_ratio"] == pytest.approx((p.amax(-1) * cells).mean().item(), rel=1e-5)
+    entropy = -(p * p.log()).sum(-1)
+    assert rec["attention_entropy_norm"] == pytest.approx((entropy / math.log(cells)).mean().item(), rel=1e-5)
+    assert rec["attention_max_mean"] == pytest.approx(maps.amax(-1).mean().item(), rel=1e-6)
+    assert 0.0 < rec["attention_entropy_norm"] <= 1.0 and rec["attention_peak_ratio"] >= 1.0
+    norms = torch.cat([sample["lora_deltas"][n].flatten(1).norm(dim=1) for n in DELTAS])
+    assert rec["lora_norm_max"] == pytest.approx(norms.max().item(), rel=1e-5)
+    assert rec["lora_norm_max"] <= meta["lora_max_norm"]  # returned after the clamp
+    real = targets != meta["ignore_index"]
+    acc = (sample["logits"].argmax(1) == targets)[real].float().mean().item()
+    assert rec["accuracy"] == pytest.approx(acc)
+    stop = sample["stop_logits"]
+    assert rec["stop_logit_mean"] == pytest.approx(stop.mean().item(), rel=1e-5)
+    assert rec["stop_prob_mean"] == pytest.approx(torch.sigmoid(stop).mean().item(), rel=1e-5)
+    assert rec["extra"]["hyperlora_delta_scale"] == 0.005
+    assert rec["nan_count"] == 0.0
