@@ -66,10 +66,16 @@ def _unmasked(flat: Tensor) -> dict[str, Tensor]:
     p = flat / flat.sum(dim=-1, keepdim=True).clamp_min(_TINY)
     entropy = torch.special.entr(p).sum(dim=-1)  # entr(p) = -p log p, entr(0) = 0
     peak = p.amax(dim=-1) * cells
-    entropy_norm = entropy / math.log(cells) if cells > 1 else torch.zeros_like(entropy)
-    return {"attention_max": map_max.max(), "attention_max_mean": map_max.mean(),
-            "attention_peak_ratio": peak.mean(), "attention_entropy": entropy.mean(),
-            "attention_entropy_norm": entropy_norm.mean()}
+    norm = 1.0 / math.log(cells) if cells > 1 else 0.0
+    means = torch.stack((map_max, peak, entropy, entropy * norm), dim=-1).mean(dim=(0, 1))  # one reduction for four
+    return _named(map_max.max(), means)
+
+
+def _named(global_max: Tensor, means: Tensor) -> dict[str, Tensor]:
+    """The five readings from the global max and the stacked means (max, peak, entropy, entropy_norm)."""
+    max_mean, peak, entropy, entropy_norm = means.unbind()
+    return {"attention_max": global_max, "attention_max_mean": max_mean, "attention_peak_ratio": peak,
+            "attention_entropy": entropy, "attention_entropy_norm": entropy_norm}
 
 
 def _masked(flat: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -81,12 +87,8 @@ def _masked(flat: Tensor, mask: Tensor) -> dict[str, Tensor]:
     entropy = torch.special.entr(p).sum(dim=-1)
     peak = p.amax(dim=-1) * cells
     entropy_norm = entropy / torch.log(cells).clamp_min(_TINY)  # one cell: 0 / tiny = 0
-    weight = (cells > 0).expand_as(map_max).float()
-    count = weight.sum()
-
-    def mean(values: Tensor) -> Tensor:
-        return torch.where(weight > 0, values, 0.0).sum() / count
-
-    return {"attention_max": map_max.max(), "attention_max_mean": mean(map_max),
-            "attention_peak_ratio": mean(peak), "attention_entropy": mean(entropy),
-            "attention_entropy_norm": mean(entropy_norm)}
+    per_map = torch.stack((map_max, peak, entropy, entropy_norm), dim=-1)  # (B, K, 4)
+    has_cells = (cells > 0).unsqueeze(-1)  # (B, 1 or K, 1)
+    kept_maps = torch.where(has_cells, per_map, 0.0).sum(dim=(0, 1))
+    count = has_cells.expand(*map_max.shape, 1).sum(dtype=torch.float32)
+    return _named(map_max.max(), kept_maps / count)

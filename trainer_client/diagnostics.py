@@ -82,13 +82,22 @@ def lora_norm_readings(deltas: LoraDeltas) -> dict[str, Tensor]:
     matrices = lora_matrices(deltas)
     if not matrices:
         raise ValueError("lora_delta holds no (B, D, D) floating tensor")
-    norms = {name: _sample_norms(t) for name, t in matrices.items()}
-    every = next(iter(norms.values())) if len(norms) == 1 else torch.cat(list(norms.values()))
+    flat = [_f32(t).flatten(1) for t in matrices.values()]
+    if len({t.shape for t in flat}) == 1:  # RLAN: four (B, D, D); one norm kernel for all of them
+        norms = torch.linalg.vector_norm(torch.stack(flat), dim=2)  # (deltas, B)
+        per_delta = list(norms.mean(dim=1).unbind()) if len(flat) > 1 else []
+        every = norms.reshape(-1)
+    else:
+        parts = [torch.linalg.vector_norm(t, dim=1) for t in flat]
+        per_delta = [part.mean() for part in parts]
+        every = torch.cat(parts)
     out = {"lora_norm_mean": every.mean(), "lora_norm_max": every.max()}
     if not isinstance(deltas, Tensor):
-        for name, values in norms.items():
+        if len(flat) == 1:
+            per_delta = [out["lora_norm_mean"]]
+        for name, value in zip(matrices, per_delta):
             key = f"lora_norm_{name}"
-            out[key if key not in READINGS else f"lora_norm_delta_{name}"] = values.mean()
+            out[key if key not in READINGS else f"lora_norm_delta_{name}"] = value
     return out
 
 
