@@ -161,7 +161,7 @@ def batch_accuracy(logits: Tensor, targets: Tensor, class_dim: int = 1,
     pred = logits.detach().argmax(dim=class_dim)
     if pred.shape != targets.shape:
         raise ValueError(f"argmax over dim {class_dim} gives shape {tuple(pred.shape)}, "
-                         f"targets have {tuple(targets.shape)}")
+                         f"targets have {tuple(targets.shape)} (class_dim=-1 for (B, H, W, C) logits)")
     correct = pred == targets
     if ignore_index is None:
         return torch.mean(correct, dtype=torch.float32)
