@@ -561,3 +561,106 @@ def test_flush_replays_the_spill_once_the_service_is_back(tmp_path: Path) -> Non
     finally:
         fake.close()
     assert fake.stored_steps() == list(range(40))
+
+
+# --- issue 18.10: replay recreates the run, record sessions, older services, epoch extras ---------
+
+
+def test_replay_recreates_the_run_with_its_config_project_and_escalation_start(
+        down_service: LiveService, tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    config = {"training": {"meta_escalation": {"start_epoch": 7}}, "model": {"hyperlora_max_norm": 1.0}}
+    client = make_client(down_service.base_url, down_service.token, "crashed-cfg", spill, retry_budget=0.2,
+                         project="sci-arc", config=config, escalation_start_epoch=7)
+    log_steps(client, range(30))
+    client.close()
+    assert client.stats()["spilled"] == 30
+    down_service.start()
+    command = [sys.executable, "-m", "trainer_client", "replay", "--url", down_service.base_url, "--token",
+               down_service.token, "--run-id", "crashed-cfg", "--spill-dir", str(spill), "--timeout", "20"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = down_service.client.get("/api/v1/runs/crashed-cfg").json()
+    assert (run["config"], run["project"], run["escalation_start_epoch"]) == (config, "sci-arc", 7)
+    assert run["record_count"] == 30
+
+
+def test_records_carry_one_session_per_client(tmp_path: Path) -> None:
+    fake = FakeMonitor()
+    try:
+        sessions = []
+        for index, option in enumerate((True, True, "resume-2", False)):
+            client = make_client(fake.base_url, "t", "sessions", tmp_path / f"spill{index}", session=option)
+            client.log(index, 0, loss=0.1)
+            assert client.flush(10)
+            client.close()
+            sessions.append(client.stats()["session"])
+        bodies = [r.body for r in fake.requests if r.method == "POST"]
+    finally:
+        fake.close()
+    sent = [body["records"][0].get("session") for body in bodies]
+    assert sent == sessions and sessions[0] and sessions[1] and sessions[0] != sessions[1]
+    assert sessions[2:] == ["resume-2", None]
+
+
+def test_an_older_service_refusing_new_fields_gets_readings_in_extra(
+        sqlite_service: LiveService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reading the service does not know (as a new reading is to a service not yet upgraded)."""
+    from trainer_client import payload
+
+    monkeypatch.setattr(payload, "READING_NAMES", payload.READING_NAMES | {"zz_future_reading"})
+    caplog.set_level(logging.WARNING, logger="trainer_client")
+    client = make_client(sqlite_service.base_url, sqlite_service.token, "older", tmp_path / "spill",
+                         batch_size=10, session="s-1")
+    for step in range(30):
+        client.log(step, 0, loss=0.5, zz_future_reading=float(step))
+    assert client.flush(20)
+    client.close()
+    stats = client.stats()
+    assert record_count(sqlite_service, "older") == 30 and stats["rejected"] == 0
+    assert "zz_future_reading" in stats["refused_fields"]
+    assert caplog.text.count("does not know the field 'zz_future_reading'") == 1  # said once
+    records = sqlite_service.client.get("/api/v1/runs/older/diagnostics").json()
+    rows = records if isinstance(records, list) else records.get("records", records)
+    assert sorted(row["extra"]["zz_future_reading"] for row in rows) == [float(s) for s in range(30)]
+
+
+def test_epoch_extras_scalars_and_short_vectors_bad_ones_named(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="trainer_client")
+    fake = FakeMonitor()
+    try:
+        client = make_client(fake.base_url, "t", "epoch-extras", tmp_path / "spill")
+        decision = client.epoch_end(3, eval_accuracy=0.5, extra={
+            "task_accuracy": 0.25, "per_clue": torch.tensor([0.1, 0.2]), "np": np.array([1.0, float("nan")]),
+            "too_long": list(range(65)), "text": "no", "nested": [[1.0]]})
+        client.close()
+        (body,) = [r.body for r in fake.requests if r.method == "POST" and r.path.endswith("/epochs")]
+    finally:
+        fake.close()
+    assert decision == "continue"
+    assert body["extra"] == {"task_accuracy": 0.25, "per_clue": [pytest.approx(0.1), pytest.approx(0.2)],
+                             "np": [1.0, "NaN"]}
+    assert "too_long, text, nested" in caplog.text
+
+
+def test_spill_header_survives_compaction_and_is_adopted(tmp_path: Path) -> None:
+    from trainer_client.spill import SpillStore
+
+    body = {"project": "p", "config": {"a": 1}, "escalation_start_epoch": 4}
+    store = SpillStore(tmp_path, max_bytes=2000, run_id="hdr", run_body=body)
+    store.open()
+    for step in range(60):  # over the bound: the oldest payloads are compacted away
+        store.append({"records": [{"step": step, "epoch": 0}]})
+    assert store.dropped_records > 0
+    store.close()
+    (path,) = tmp_path.glob(f"*{SPILL_SUFFIX}")
+    assert path.read_bytes().startswith(b"#run ")
+    successor = SpillStore(tmp_path, max_bytes=2000, run_id="hdr", run_body={"name": "resumed"})
+    successor.open()
+    assert successor.run_body == {"name": "resumed", **body}  # its own fields win, the rest adopted
+    sent: list[dict] = []
+    assert successor.replay(lambda payload: sent.append(payload))
+    assert sent and all("records" in payload for payload in sent)  # the header is never replayed
+    successor.close()

@@ -118,7 +118,7 @@ def test_nonfinite_count_across_tensors() -> None:
 def test_item_readings_keys_and_values() -> None:
     b = _batch()
     r = item_readings(**b, grad_norm=2.5)
-    assert list(r) == list(READINGS)
+    assert list(r) == [name for name in READINGS if "preclamp" not in name]  # no pre-clamp norms given
     mean, mx = lora_norm_stats(b["lora_delta"])
     assert r["lora_norm_mean"] == mean.item() and r["lora_norm_max"] == mx.item()
     assert r["loss"] == b["loss"].item() and r["grad_norm"] == 2.5 and r["nan_count"] == 0.0
@@ -142,7 +142,7 @@ def test_collector_matches_item_readings_cpu() -> None:
         assert (rec["epoch"], rec["rank"], rec["extra"]) == (1, 2, {"lr": 1e-3})
         expected = item_readings(**b, grad_norm=torch.tensor(0.5 + step))
         assert _same(_readings(rec), expected)
-        assert list(_readings(rec)) == list(READINGS)
+        assert list(_readings(rec)) == [name for name in READINGS if "preclamp" not in name]
     assert col.poll() == [] and col.pending == 0
 
 
@@ -150,8 +150,9 @@ def test_collector_leaves_out_missing_readings() -> None:
     col = DiagnosticsCollector()
     col.collect(7, 0, stop_logits=torch.tensor([[1.0, 3.0]]), loss=0.25)
     (rec,) = col.drain()
-    assert rec == {"step": 7, "epoch": 0, "rank": 0, "stop_logit_var": 1.0, "loss": 0.25,
-                   "nan_count": 0.0, "extra": {}}
+    assert rec == {"step": 7, "epoch": 0, "rank": 0, "stop_logit_var": 1.0, "stop_logit_mean": 2.0,
+                   "stop_logit_abs_mean": 2.0, "stop_prob_mean": pytest.approx((1 / (1 + math.exp(-1)) + 1 / (
+                       1 + math.exp(-3))) / 2), "loss": 0.25, "nan_count": 0.0, "extra": {}}
 
 
 def test_collector_nan_and_inf_propagate() -> None:
@@ -314,3 +315,187 @@ def test_cuda_collector_values_order_and_drain() -> None:
         assert _same(_readings(rec), item_readings(**b))
         assert rec["extra"]["t"] == (b["loss"] * 2).item()
     assert out[3]["nan_count"] == 1.0 and math.isnan(out[3]["logit_max"])
+
+
+# --- issue 18: size-free attention readings, LoRA delta dicts, stop readings -----------
+
+
+def _uniform(b: int, k: int, h: int, w: int) -> torch.Tensor:
+    return torch.full((b, k, h, w), 1.0 / (h * w))
+
+
+@pytest.mark.parametrize("size", [3, 30])
+def test_uniform_map_reads_peak_ratio_one_and_entropy_norm_one_at_any_size(size: int) -> None:
+    r = item_readings(attention=_uniform(2, 3, size, size))
+    assert r["attention_peak_ratio"] == pytest.approx(1.0, rel=1e-5)
+    assert r["attention_entropy_norm"] == pytest.approx(1.0, rel=1e-5)
+    assert r["attention_max"] == pytest.approx(1 / size**2) and r["attention_max_mean"] == pytest.approx(1 / size**2)
+    assert r["attention_entropy"] == pytest.approx(math.log(size**2), rel=1e-5)
+
+
+def test_mixed_grid_sizes_in_one_batch_with_valid_mask() -> None:
+    """A 3x3 grid and a 30x30 grid, both uniform on their real cells, padded to 30x30."""
+    att = torch.zeros(2, 2, 30, 30)
+    att[0, :, :3, :3] = 1 / 9
+    att[0, :, 3:, :] = 0.5  # garbage in the padding must not count
+    att[1] = 1 / 900
+    mask = torch.zeros(2, 30, 30, dtype=torch.bool)
+    mask[0, :3, :3] = True
+    mask[1] = True
+    r = item_readings(attention=att, attention_mask=mask)
+    assert r["attention_peak_ratio"] == pytest.approx(1.0, rel=1e-5)
+    assert r["attention_entropy_norm"] == pytest.approx(1.0, rel=1e-5)
+    assert r["attention_max"] == pytest.approx(1 / 9)
+    assert r["attention_max_mean"] == pytest.approx((1 / 9 + 1 / 900) / 2)
+    assert r["attention_entropy"] == pytest.approx((math.log(9) + math.log(900)) / 2, rel=1e-5)
+    unmasked = item_readings(attention=att)  # without the mask the padding is read as attention
+    assert unmasked["attention_max"] == 0.5
+
+
+def test_peaked_maps_read_high_peak_ratio_and_low_entropy_norm() -> None:
+    att = torch.zeros(2, 1, 4, 4)
+    att[0, 0, 0, 0] = 1.0  # one-hot over 16 cells
+    att[1, 0, :2, :2] = 0.25  # mass on 4 of 9 valid cells (3x3 grid)
+    mask = torch.zeros(2, 4, 4)
+    mask[0] = 1
+    mask[1, :3, :3] = 1
+    r = item_readings(attention=att, attention_mask=mask)
+    assert r["attention_peak_ratio"] == pytest.approx((16 * 1.0 + 9 * 0.25) / 2)
+    assert r["attention_entropy_norm"] == pytest.approx((0.0 + math.log(4) / math.log(9)) / 2, rel=1e-5)
+    assert r["attention_max"] == 1.0 and r["attention_max_mean"] == pytest.approx((1.0 + 0.25) / 2)
+
+
+def test_single_cell_and_empty_maps() -> None:
+    """One valid cell: peak ratio 1, entropy norm 0 (nothing can spread); no valid cell: left out."""
+    att = torch.ones(2, 1, 2, 2) / 4
+    mask = torch.zeros(2, 2, 2)
+    mask[0, 0, 0] = 1  # one cell
+    r = item_readings(attention=att, attention_mask=mask)
+    assert r["attention_peak_ratio"] == 1.0 and r["attention_entropy_norm"] == 0.0
+    assert r["attention_max_mean"] == 0.25 and r["attention_max"] == 0.25
+    assert item_readings(attention=torch.ones(1, 1, 1, 1))["attention_entropy_norm"] == 0.0
+
+
+def test_attention_mask_of_the_wrong_shape_is_an_error() -> None:
+    with pytest.raises(ValueError, match="valid_mask"):
+        item_readings(attention=_uniform(2, 3, 3, 3), attention_mask=torch.ones(2, 4, 4))
+
+
+def _rlan_deltas(b: int = 3, d: int = 4) -> dict[str, torch.Tensor]:
+    """The structure RLAN's HyperLoRA returns: four (B, D, D) deltas, a context and a scalar loss."""
+    g = torch.Generator().manual_seed(5)
+    out: dict[str, torch.Tensor] = {name: torch.randn(b, d, d, generator=g) * (i + 1)
+                                    for i, name in enumerate(("gru_reset", "gru_update", "gru_candidate",
+                                                              "output_head"))}
+    out["context"] = torch.randn(b, d, generator=g) * 100  # not a delta: must not count
+    out["delta_reg_loss"] = torch.tensor(7.0)
+    return out
+
+
+def test_lora_delta_dict_matrix_entries_only_with_per_delta_norms() -> None:
+    deltas = _rlan_deltas()
+    r = item_readings(lora_delta=deltas)
+    names = ("gru_reset", "gru_update", "gru_candidate", "output_head")
+    norms = torch.cat([deltas[n].flatten(1).norm(dim=1) for n in names])
+    assert r["lora_norm_mean"] == pytest.approx(norms.mean().item(), rel=1e-6)
+    assert r["lora_norm_max"] == pytest.approx(norms.max().item(), rel=1e-6)
+    for n in names:
+        assert r[f"lora_norm_{n}"] == pytest.approx(deltas[n].flatten(1).norm(dim=1).mean().item(), rel=1e-6)
+    assert "lora_norm_context" not in r and "lora_norm_delta_reg_loss" not in r
+    deltas["context"][0, 0] = float("nan")
+    assert item_readings(lora_delta=deltas)["nan_count"] == 1.0  # every tensor is checked for NaN
+
+
+def test_collector_sends_per_delta_norms_as_extra() -> None:
+    col = DiagnosticsCollector()
+    col.collect(0, 0, lora_delta=_rlan_deltas(), extra={"lr": 0.1})
+    (rec,) = col.drain()
+    assert set(rec["extra"]) == {"lr", "lora_norm_gru_reset", "lora_norm_gru_update", "lora_norm_gru_candidate",
+                                 "lora_norm_output_head"}
+    assert "lora_norm_mean" in rec and "lora_norm_gru_reset" not in rec
+
+
+def test_preclamp_norms_from_the_clamp_show_what_the_clamped_norm_hides() -> None:
+    from trainer_client.stability import clamp_lora_delta_norm
+
+    delta = torch.zeros(2, 2, 2)
+    delta[0, 0, 0], delta[1, 1, 1] = 5.0, 0.5
+    clamped, pre = clamp_lora_delta_norm(delta, max_norm=1.0, return_norms=True)
+    assert pre.tolist() == [5.0, 0.5] and not pre.requires_grad
+    r = item_readings(lora_delta=clamped, lora_preclamp_norms=pre)
+    assert r["lora_norm_max"] == pytest.approx(1.0)  # sits at the clamp value
+    assert r["lora_norm_preclamp_max"] == 5.0 and r["lora_norm_preclamp_mean"] == 2.75
+    dict_pre = {"gru_reset": pre, "output_head": torch.tensor([9.0, 1.0])}
+    assert item_readings(lora_preclamp_norms=dict_pre)["lora_norm_preclamp_max"] == 9.0
+
+
+def test_stop_readings_tell_the_healthy_start_from_saturation() -> None:
+    g = torch.Generator().manual_seed(0)
+    healthy = -1.0 + 0.1 * torch.randn(64, 3, generator=g)  # RLAN's stop head at initialisation
+    r = item_readings(stop_logits=healthy)
+    assert r["stop_logit_var"] < 0.05 and r["stop_logit_mean"] == pytest.approx(-1.0, abs=0.05)
+    assert r["stop_logit_abs_mean"] == pytest.approx(1.0, abs=0.05)
+    assert r["stop_prob_mean"] == pytest.approx(1 / (1 + math.e), abs=0.02)
+    saturated = item_readings(stop_logits=torch.full((4, 3), 3.1))
+    assert saturated["stop_logit_mean"] == pytest.approx(3.1) and saturated["stop_prob_mean"] > 0.95
+    both_ways = item_readings(stop_logits=torch.tensor([[6.0, -6.0]]))
+    assert both_ways["stop_logit_mean"] == 0.0 and both_ways["stop_logit_abs_mean"] == 6.0
+
+
+def test_collect_never_raises_and_says_what_it_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    """Dict deltas without matrices, (B, H, W, C) logits, list extras, wrong dtypes: skip, log once, count."""
+    b = _batch()
+    col = DiagnosticsCollector()
+    bhwc = b["logits"].permute(0, 2, 3, 1).contiguous()[:, :, :, :7]  # (B, H, W, C) with C != H
+    with caplog.at_level(logging.WARNING, logger=collector_module.__name__):
+        for step in range(3):
+            col.collect(step, 0, lora_delta={"context": torch.ones(4, 8), "delta_reg_loss": torch.tensor(1.0)},
+                        logits=bhwc, targets=b["targets"], stop_logits=["not", "a", "tensor"],
+                        attention=b["attention"], loss=b["loss"], extra={"per_clue": [0.1, 0.2], "lr": 0.5})
+    out = col.drain()
+    assert [r["step"] for r in out] == [0, 1, 2]
+    for rec in out:
+        assert rec["extra"] == {"lr": 0.5, "diagnostics_skipped": 4.0}
+        assert {"attention_max", "logit_min", "logit_max", "loss", "nan_count"} <= rec.keys()
+        assert not {"accuracy", "lora_norm_mean", "stop_logit_var"} & rec.keys()
+    assert col.stats()["skipped"] == 12
+    assert set(col.stats()["skipped_kinds"]) == {"lora_norm: ValueError", "accuracy: ValueError",
+                                                 "stop_logit: AttributeError", "extra.per_clue: TypeError"}
+    assert caplog.text.count("reading skipped") == 4  # once per kind, not once per batch
+    col.collect(9, 0, loss=torch.tensor(1.0), extra=object())  # type: ignore[arg-type]
+    assert col.stats()["skipped_kinds"]["batch: AttributeError"] == 1 and col.drain() == []
+
+
+def test_ignore_index_per_call_overrides_the_collector() -> None:
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 1] = 1.0  # predicts class 1 everywhere
+    targets = torch.tensor([[[1, -100]]])
+    col = DiagnosticsCollector()
+    col.collect(0, 0, logits=logits, targets=targets, ignore_index=-100)
+    col.collect(1, 0, logits=logits, targets=targets)
+    first, second = col.drain()
+    assert first["accuracy"] == 1.0 and second["accuracy"] == 0.5
+
+
+@needs_cuda
+def test_cuda_masked_attention_and_lora_dict_without_sync() -> None:
+    col = DiagnosticsCollector(max_pending=8)
+    att = torch.rand(4, 3, 30, 30, device="cuda")
+    mask = torch.zeros(4, 30, 30, dtype=torch.bool, device="cuda")
+    mask[:, :5, :7] = True
+    deltas = {k: v.cuda() for k, v in _rlan_deltas(4).items()}
+    col.collect(-1, 0, attention=att, attention_mask=mask, lora_delta=deltas)
+    col.drain()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        col.collect(0, 0, attention=att, attention_mask=mask, lora_delta=deltas,
+                    stop_logits=torch.randn(4, 3, device="cuda"), lora_preclamp_norms=torch.rand(4, device="cuda"))
+        col.poll()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    (rec,) = col.drain()
+    expected = item_readings(attention=att, attention_mask=mask, lora_delta=deltas)
+    for name in ("attention_peak_ratio", "attention_entropy_norm", "attention_max_mean", "lora_norm_max"):
+        assert rec[name] == pytest.approx(expected[name], rel=1e-5)
+    assert rec["extra"]["lora_norm_gru_reset"] == pytest.approx(expected["lora_norm_gru_reset"], rel=1e-5)

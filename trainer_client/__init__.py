@@ -16,7 +16,7 @@ from trainer_client.gate import EscalationGate, GateDecision
 __all__ = [
     "MonitorClient", "EscalationGate", "GateDecision", "DiagnosticsCollector", "item_readings",
     "reading_tensors", "clamp_lora_delta_norm", "soft_clamp_logits", "init_stop_predictor_bias",
-    "lora_norm_regularization", "clue_diversity_loss",
+    "lora_norm_regularization", "clue_diversity_loss", "RLANMonitor", "load_rlan_config",
 ]
 
 _LAZY: dict[str, str] = {
@@ -28,6 +28,8 @@ _LAZY: dict[str, str] = {
     "init_stop_predictor_bias": "trainer_client.stability",
     "lora_norm_regularization": "trainer_client.stability",
     "clue_diversity_loss": "trainer_client.stability",
+    "RLANMonitor": "trainer_client.rlan",
+    "load_rlan_config": "trainer_client.rlan",
 }
 
 

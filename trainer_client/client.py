@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer_client.delivery import Delivery
-from trainer_client.payload import Payload, encode_epoch, encode_record, encode_tree
+from trainer_client.payload import Payload, encode_epoch, encode_record, run_body, session_id
 from trainer_client.spill import default_spill_dir
 from trainer_client.transport import Transport
 
@@ -48,6 +48,12 @@ class MonitorClient:
     ``config`` is sent as strict JSON: NaN/Infinity values become the strings "NaN",
     "Infinity" and "-Infinity" (with one WARNING naming them), since the monitor refuses
     non-finite numbers in a config; numpy/torch scalars become numbers, other objects text.
+
+    ``session`` (default on): every record carries ``session``, an id made once per client
+    (process start), so that the monitor can tell a resumed trainer whose step counter
+    rewound from late records (a new segment, design section 6). ``False`` sends none;
+    a string is used as given. A monitor that does not know the field yet answers 422;
+    the client then sends without it (said once, ``stats()["refused_fields"]``).
     """
 
     PROBE_MIN_S = 0.5  # first re-probe of an unreachable service; doubles up to PROBE_MAX_S
@@ -58,13 +64,14 @@ class MonitorClient:
                  escalation_start_epoch: int | None = None, max_queue: int = 100_000,
                  batch_size: int = 500, flush_interval: float = 0.5, spill_dir: str | Path | None = None,
                  max_spill_bytes: int = 256 * 1024 * 1024, timeout: float = 5.0,
-                 retry_budget: float = 5.0) -> None:
+                 retry_budget: float = 5.0, session: bool | str = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.run_id = run_id
         self.timeout = timeout
         self.retry_budget = retry_budget
         self._token = token
-        self._run_body = _run_body(run_id, {"name": run_name, "project": project, "config": config,
+        self.session = session_id(session)
+        self._run_body = run_body(run_id, {"name": run_name, "project": project, "config": config,
                                             "escalation_start_epoch": escalation_start_epoch})
         self._max_queue = max(1, int(max_queue))
         self._batch_size = max(1, int(batch_size))
@@ -112,20 +119,27 @@ class MonitorClient:
     def epoch_end(self, epoch: int, rank: int = 0, eval_accuracy: float | None = None,
                   train_accuracy: float | None = None, grad_explosion_events: int | None = None,
                   lr_backoff_events: int | None = None, max_nan_streak: int | None = None, *,
-                  wait: float | None = None) -> str | None:
+                  extra: dict[str, Any] | None = None, wait: float | None = None) -> str | None:
         """Send an epoch summary after every batch logged before it; return the run's decision.
 
-        Waits at most ``wait`` seconds (default: the client timeout) and returns None if the
-        summary was not delivered by then (it is still delivered or spilled later).
+        ``extra``: further epoch figures, numbers or short lists of numbers (at most 64 each);
+        an unusable one is left out with a WARNING naming it. Waits at most ``wait`` seconds
+        (default: the client timeout) and returns None if the summary was not delivered by
+        then (it is still delivered or spilled later).
         """
         if self._closed:
             return None
+        dropped: list[str] = []
         try:
             payload = encode_epoch(epoch, rank, eval_accuracy, train_accuracy, grad_explosion_events,
-                                   lr_backoff_events, max_nan_streak)
+                                   lr_backoff_events, max_nan_streak, extra, dropped)
         except Exception as exc:  # noqa: BLE001 - never raised into the training loop
             logger.error("monitor client %s: epoch summary for epoch %r not sent: %s", self.run_id, epoch, exc)
             return None
+        if dropped:
+            self._counts["invalid_readings"] += len(dropped)
+            logger.warning("monitor client %s: epoch %r extras not sent (not a number or a list of at most 64 "
+                           "numbers, or more than 64 of them): %s", self.run_id, epoch, ", ".join(dropped[:20]))
         item = _EpochItem(payload, threading.Event())
         self._queue.append(item)
         self._wake.set()
@@ -180,6 +194,9 @@ class MonitorClient:
         out["spill_bytes"] = spill.total_bytes if spill is not None else 0
         out["spill_pending"] = bool(spill is not None and spill.pending())
         out["offline"] = self._offline()
+        out["session"] = self.session
+        refused = self._delivery.refused_fields() if self._delivery is not None else set()
+        out["refused_fields"] = sorted(refused)
         return out
 
     def __enter__(self) -> MonitorClient:
@@ -238,6 +255,8 @@ class MonitorClient:
                 self._counts["invalid"] += 1
                 continue
             if record:
+                if self.session is not None:
+                    record["session"] = self.session
                 records.append(record)
         if not records:
             return
@@ -277,14 +296,3 @@ class MonitorClient:
             else:
                 return batch, item
         return batch, None
-
-
-def _run_body(run_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """The run's PUT body as strict JSON (a snapshot taken at construction; never raises)."""
-    non_finite: list[str] = []
-    body = {name: encode_tree(value, non_finite, name) for name, value in fields.items() if value is not None}
-    if non_finite:
-        logger.warning('monitor client %s: NaN/Infinity in the run config at %s; sent as the strings "NaN", '
-                       '"Infinity", "-Infinity" (strict JSON has no such numbers)', run_id,
-                       ", ".join(non_finite[:20]))
-    return body

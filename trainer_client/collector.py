@@ -7,7 +7,8 @@ module: ``trainer_client.diagnostics.DiagnosticsCollector`` is this class.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
@@ -15,7 +16,15 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from trainer_client.diagnostics import READINGS, Number, _as_tensor_or_float, _on, reading_tensors
+from trainer_client.diagnostics import (
+    READINGS,
+    LoraDeltas,
+    Number,
+    _as_tensor_or_float,
+    _on,
+    _tensors,
+    reading_tensors,
+)
 
 __all__ = ["DiagnosticsCollector"]
 
@@ -31,6 +40,23 @@ class _Slot:
 
 
 @dataclass
+class _Batch:
+    """One batch's inputs as given to :meth:`DiagnosticsCollector.collect`."""
+
+    lora_delta: LoraDeltas | None
+    stop_logits: Tensor | None
+    attention: Tensor | None
+    logits: Tensor | None
+    targets: Tensor | None
+    loss: Number | None
+    grad_norm: Number | None
+    extra: Mapping[str, Number] | None
+    attention_mask: Tensor | None
+    lora_preclamp_norms: Tensor | Mapping[str, object] | None
+    ignore_index: int | None
+
+
+@dataclass
 class _Pending:
     """One collected batch. ``entries`` are (is_extra, name, host value or None = next device value)."""
 
@@ -42,6 +68,10 @@ class _Pending:
 
 class DiagnosticsCollector:
     """Collects per-batch readings asynchronously and hands them out once they reach the host.
+
+    ``ignore_index`` (e.g. -100 in ARC): target value left out of ``accuracy``;
+    ``class_dim``: the class dimension of the logits (1 for ``(B, C, H, W)``, -1 for
+    ``(B, H, W, C)``).
 
     ``collect`` never blocks on the GPU except when more than ``max_pending``
     batches are in flight: then it waits on the *oldest* batch's event only
@@ -68,32 +98,64 @@ class DiagnosticsCollector:
         self._ready: deque[dict] = deque()
         self._free: list[_Slot] = []
         self.slots_allocated = 0
+        self.skipped: Counter[str] = Counter()  # "reading: error type" -> readings left out
+        self._batch_skips = 0
 
     @property
     def pending(self) -> int:
         """Batches collected but not yet moved to the ready queue."""
         return len(self._pending)
 
-    def collect(self, step: int, epoch: int, *, lora_delta: Tensor | None = None,
+    def collect(self, step: int, epoch: int, *, lora_delta: LoraDeltas | None = None,
                 stop_logits: Tensor | None = None, attention: Tensor | None = None,
                 logits: Tensor | None = None, targets: Tensor | None = None,
                 loss: Number | None = None, grad_norm: Number | None = None, rank: int = 0,
-                extra: dict[str, Number] | None = None) -> None:
-        """Reduce this batch's tensors on device and start one async copy of the result."""
-        inputs = [t for t in (lora_delta, stop_logits, attention, logits, targets, loss, grad_norm,
-                              *(extra or {}).values()) if isinstance(t, Tensor)]
-        stream = self._side_stream_for(inputs)
-        with torch.cuda.stream(stream) if stream is not None else nullcontext():
-            item = self._reduce(step, epoch, rank, lora_delta, stop_logits, attention, logits, targets,
-                                loss, grad_norm, extra)
-        if stream is not None:
-            for tensor in inputs:  # the training loop may free them before the side stream has read them
-                tensor.record_stream(stream)
+                extra: Mapping[str, Number] | None = None, attention_mask: Tensor | None = None,
+                lora_preclamp_norms: Tensor | Mapping[str, object] | None = None,
+                ignore_index: int | None = None) -> None:
+        """Reduce this batch's tensors on device and start one async copy of the result.
+
+        Never raises into the training loop: an unusable input (a delta dict without
+        matrices, ``(B, H, W, C)`` logits with ``class_dim=1``, a list in ``extra``, a wrong
+        dtype) costs only its reading; it is logged once per kind and counted in
+        :attr:`skipped` and in the record's ``extra.diagnostics_skipped``.
+        ``ignore_index`` overrides the collector's for this batch (targets equal to it are
+        left out of ``accuracy``; ARC uses -100). ``lora_delta`` may be RLAN's dict of deltas.
+        """
+        try:
+            inputs = list(_tensors(lora_delta, stop_logits, attention, logits, targets, loss, grad_norm,
+                                   attention_mask, lora_preclamp_norms, extra))
+            batch = _Batch(lora_delta, stop_logits, attention, logits, targets, loss, grad_norm, extra,
+                           attention_mask, lora_preclamp_norms,
+                           self.ignore_index if ignore_index is None else ignore_index)
+            stream = self._side_stream_for(inputs)
+            with torch.cuda.stream(stream) if stream is not None else nullcontext():
+                item = self._reduce(step, epoch, rank, batch)
+            if stream is not None:
+                for tensor in inputs:  # the training loop may free them before the side stream has read them
+                    tensor.record_stream(stream)
+        except Exception as exc:  # noqa: BLE001 - monitoring must never break training
+            self._skip("batch", exc)
+            return
         self._pending.append(item)
         if len(self._pending) > self.max_pending:
             self._wait_oldest()
         if self.sink is not None:
             self.poll()
+
+    def _skip(self, kind: str, exc: Exception) -> None:
+        """Count a reading left out; log it once per (kind, error type)."""
+        key = f"{kind}: {type(exc).__name__}"
+        self.skipped[key] += 1
+        self._batch_skips += 1
+        if self.skipped[key] == 1:
+            logger.warning("diagnostics: %s reading skipped (%s: %s); logged once, counted in "
+                           "DiagnosticsCollector.skipped", kind, type(exc).__name__, exc)
+
+    def stats(self) -> dict[str, object]:
+        """``skipped``: readings left out so far; ``skipped_kinds``: {"reading: error": count}."""
+        return {"skipped": sum(self.skipped.values()), "skipped_kinds": dict(self.skipped),
+                "pending": self.pending}
 
     def _side_stream_for(self, inputs: list[Tensor]) -> torch.cuda.Stream | None:
         """A CUDA stream of our own that first waits for the training stream's work so far.
@@ -110,17 +172,21 @@ class DiagnosticsCollector:
         stream.wait_stream(torch.cuda.current_stream(device))
         return stream
 
-    def _reduce(self, step: int, epoch: int, rank: int, lora_delta: Tensor | None, stop_logits: Tensor | None,
-                attention: Tensor | None, logits: Tensor | None, targets: Tensor | None, loss: Number | None,
-                grad_norm: Number | None, extra: dict[str, Number] | None) -> _Pending:
+    def _reduce(self, step: int, epoch: int, rank: int, batch: _Batch) -> _Pending:
         """Launch the reductions and the copy of their results on the current stream."""
-        raw = reading_tensors(lora_delta, stop_logits, attention, logits, targets, loss, grad_norm,
-                              class_dim=self.class_dim, ignore_index=self.ignore_index)
-        extras = {k: _as_tensor_or_float(v) for k, v in (extra or {}).items()}
+        self._batch_skips = 0
+        raw = reading_tensors(batch.lora_delta, batch.stop_logits, batch.attention, batch.logits, batch.targets,
+                              batch.loss, batch.grad_norm, class_dim=self.class_dim,
+                              ignore_index=batch.ignore_index, attention_mask=batch.attention_mask,
+                              lora_preclamp_norms=batch.lora_preclamp_norms, on_error=self._skip)
+        extras = self._extras(batch.extra)
+        if self._batch_skips:
+            extras["diagnostics_skipped"] = float(self._batch_skips)
         item = _Pending(meta={"step": step, "epoch": epoch, "rank": rank}, entries=[])
         dev: list[Tensor] = []
-        for is_extra, source in ((False, raw), (True, extras)):
+        for source in (raw, extras):
             for name, value in source.items():
+                is_extra = source is extras or name not in READINGS
                 if isinstance(value, Tensor):
                     dev.append(value)
                     item.entries.append((is_extra, name, None))
@@ -129,6 +195,18 @@ class DiagnosticsCollector:
         if dev:
             self._launch(item, dev)
         return item
+
+    def _extras(self, extra: Mapping[str, Number] | None) -> dict[str, Tensor | float]:
+        """The caller's extra readings as 0-dim tensors or floats; unusable ones skipped (counted)."""
+        out: dict[str, Tensor | float] = {}
+        if extra is None:
+            return out
+        for name, value in extra.items():
+            try:
+                out[str(name)] = _as_tensor_or_float(value)
+            except Exception as exc:  # noqa: BLE001 - one bad extra costs only itself
+                self._skip(f"extra.{name}", exc)
+        return out
 
     def _launch(self, item: _Pending, dev: list[Tensor]) -> None:
         """Stack the device readings into one float32 vector and start its copy to the host."""

@@ -52,12 +52,17 @@ class Delivery:
         """Open the spill (adopting a previous process's files); failures only disable spilling."""
         self._spill_dir = directory
         try:
-            spill = SpillStore(directory, max_bytes, self.run_id)
+            spill = SpillStore(directory, max_bytes, self.run_id, self._transport.run_body)
             spill.open()
             self.spill = spill
+            self._transport.run_body = spill.run_body  # completed by the adopted files' headers
         except OSError as exc:
             logger.error("monitor client %s: cannot use spill dir %s (%s); undeliverable records "
                          "will be dropped", self.run_id, directory, exc)
+
+    def refused_fields(self) -> set[str]:
+        """Fields the monitor refused as unknown (an older service), left out since."""
+        return set(self._transport.refused.fields)
 
     def pending(self) -> bool:
         """Whether spilled payloads wait for replay."""

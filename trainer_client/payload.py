@@ -15,6 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +28,12 @@ Payload = dict[str, Any]
 READING_NAMES: frozenset[str] = frozenset((
     "lora_norm_mean", "lora_norm_max", "stop_logit_var", "attention_max", "attention_entropy",
     "logit_min", "logit_max", "accuracy", "loss", "nan_count", "grad_norm",
+    # issue 18 (design_rules_data.md section 1): size-free attention, stop mean/prob, pre-clamp LoRA norm
+    "attention_max_mean", "attention_peak_ratio", "attention_entropy_norm", "stop_logit_mean",
+    "stop_logit_abs_mean", "stop_prob_mean", "lora_norm_preclamp_mean", "lora_norm_preclamp_max",
 ))
 MAX_INDEX, MAX_RANK, MAX_EXTRA, MAX_NAME = 2**62, 65535, 64, 100
+MAX_EPOCH_EXTRA, MAX_EPOCH_VECTOR = 64, 64
 MAX_TREE_DEPTH = 32  # deeper config branches are sent as text (also ends reference cycles)
 MAX_EXACT_INT = 2**53 - 1  # the monitor refuses larger config integers (JavaScript would round them)
 _BAD = object()
@@ -201,8 +208,14 @@ def _text(value: Any) -> str:
 
 
 def encode_epoch(epoch: Any, rank: Any, eval_accuracy: Any, train_accuracy: Any, grad_explosion_events: Any,
-                 lr_backoff_events: Any, max_nan_streak: Any) -> dict[str, Any]:
-    """The ``/epochs`` body; raises ValueError/TypeError on unusable values (caller logs)."""
+                 lr_backoff_events: Any, max_nan_streak: Any, extra: Mapping[str, Any] | None = None,
+                 dropped: list[str] | None = None) -> dict[str, Any]:
+    """The ``/epochs`` body; raises ValueError/TypeError on unusable values (caller logs).
+
+    ``extra``: the trainer's further epoch figures, numbers or short sequences of numbers
+    (1-D tensors and numpy arrays too). An unusable extra costs only itself: its name is
+    appended to ``dropped`` (the caller says it), never the whole summary.
+    """
     body: dict[str, Any] = {"epoch": _index(epoch, MAX_INDEX), "rank": _index(rank, MAX_RANK)}
     for name, value in (("eval_accuracy", eval_accuracy), ("train_accuracy", train_accuracy)):
         number = encode_float(value)
@@ -214,4 +227,59 @@ def encode_epoch(epoch: Any, rank: Any, eval_accuracy: Any, train_accuracy: Any,
                         ("lr_backoff_events", lr_backoff_events), ("max_nan_streak", max_nan_streak)):
         if value is not None:
             body[name] = _index(value, MAX_INDEX)
+    if extra:
+        encoded = encode_epoch_extra(extra, dropped if dropped is not None else [])
+        if encoded:
+            body["extra"] = encoded
+    return body
+
+
+def encode_epoch_extra(extra: Mapping[str, Any], dropped: list[str]) -> dict[str, Any]:
+    """Epoch extras as numbers or lists of numbers (strict JSON); the names of unusable ones go to ``dropped``."""
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        name = str(key)
+        encoded = _epoch_value(value)
+        if encoded is _BAD or not 0 < len(name) <= MAX_NAME or len(out) >= MAX_EPOCH_EXTRA:
+            dropped.append(name)
+        elif encoded is not None:
+            out[name] = encoded
+    return out
+
+
+def _epoch_value(value: Any) -> Any:
+    """A number, a list of at most MAX_EPOCH_VECTOR numbers, None, or ``_BAD``."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and getattr(value, "ndim", 0) >= 1:  # tensors and numpy arrays
+        try:
+            value = tolist()
+        except Exception:  # noqa: BLE001 - an unreadable array is one bad extra
+            return _BAD
+    if isinstance(value, (list, tuple)):
+        numbers = [encode_float(v) for v in value]
+        if len(numbers) > MAX_EPOCH_VECTOR or any(n is _BAD or n is None or isinstance(n, list) for n in numbers):
+            return _BAD
+        return numbers
+    if isinstance(value, (str, bytes, Mapping)):
+        return _BAD
+    return encode_float(value)
+
+
+def session_id(session: bool | str) -> str | None:
+    """The record ``session``: made here once per client (host, pid, random), given, or none."""
+    if session is False or session is None:
+        return None
+    if isinstance(session, str) and session:
+        return session[:100]
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def run_body(run_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The run's PUT body as strict JSON (a snapshot taken at construction; never raises)."""
+    non_finite: list[str] = []
+    body = {name: encode_tree(value, non_finite, name) for name, value in fields.items() if value is not None}
+    if non_finite:
+        logger.warning('monitor client %s: NaN/Infinity in the run config at %s; sent as the strings "NaN", '
+                       '"Infinity", "-Infinity" (strict JSON has no such numbers)', run_id,
+                       ", ".join(non_finite[:20]))
     return body

@@ -13,7 +13,10 @@ payloads are dropped (down to 90 % of the bound, so the file is rewritten rarely
 with a WARNING naming how many records were lost. Replay progress is incremental
 (a cursor per file and delivered lines marked in place, see
 :mod:`trainer_client.spill_file`): a failed probe during a long outage costs one
-payload, never a rewrite of the spill.
+payload, never a rewrite of the spill. Each file starts with a header line holding the
+run's PUT body (config, project, escalation start), so that ``python -m trainer_client
+replay`` -- a process that knows only the run id -- recreates the run as the trainer
+made it, not with an empty config.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from trainer_client.payload import Payload, payload_records
 from trainer_client.spill_file import SpillFile
@@ -68,8 +71,11 @@ def _try_lock(handle: BinaryIO) -> bool:
 class SpillStore:
     """Bounded, ordered, crash-tolerant store of undeliverable payloads."""
 
-    def __init__(self, directory: Path | str, max_bytes: int, run_id: str = "run") -> None:
+    def __init__(self, directory: Path | str, max_bytes: int, run_id: str = "run",
+                 run_body: dict[str, Any] | None = None) -> None:
         self.directory = Path(directory).expanduser()
+        # The run's PUT body: what this process knows, completed by the adopted files' headers on open().
+        self.run_body: dict[str, Any] = dict(run_body or {})
         self.max_bytes = int(max_bytes)
         self.prefix = _safe_name(run_id) + "@"  # '@' never occurs in a run id, so prefixes are unambiguous
         self.dropped_records = 0
@@ -80,11 +86,15 @@ class SpillStore:
         """Create our own file and adopt orphaned files of exited processes (oldest first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         orphans = self._adopt_orphans()
+        for spill in reversed(orphans):  # newest first: its fields win over older files'
+            for name, value in _header_body(spill).items():
+                self.run_body.setdefault(name, value)
         name = f"{self.prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SPILL_SUFFIX}"
         path = self.directory / name
         handle = open(path, "x+b", buffering=0)  # not "a": marks and compaction write in place
         _try_lock(handle)
-        self._own = SpillFile(path, handle)
+        header = json.dumps(self.run_body, allow_nan=False, separators=(",", ":")).encode() if self.run_body else None
+        self._own = SpillFile(path, handle, header)
         self._files = [*orphans, self._own]
         if orphans:
             logger.info("monitor spill: adopted %d file(s) from a previous process in %s (%d bytes)",
@@ -259,6 +269,18 @@ def _parse(line: bytes, path: Path) -> Payload | None:
         logger.warning("monitor spill: skipping a corrupt line in %s (%d bytes)", path, len(line))
         return None
     return payload if isinstance(payload, dict) else None
+
+
+def _header_body(spill: SpillFile) -> dict[str, Any]:
+    """The run body in a spill file's header ({} for none or a corrupt one)."""
+    if spill.header is None:
+        return {}
+    try:
+        body = json.loads(spill.header)
+    except ValueError:
+        logger.warning("monitor spill: corrupt run header in %s; its run config is not replayed", spill.path)
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _records_in_line(line: bytes) -> int:

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 SENT_MARK = b"#"
 READ_CHUNK = 64 * 1024
+HEADER_MARK = b"#run "  # first line: the run's PUT body; starts with the sent mark, so replay passes it by
 
 
 def unsent(line: bytes) -> bool:
@@ -32,11 +33,21 @@ def unsent(line: bytes) -> bool:
 class SpillFile:
     """One locked JSON-lines file: its size on disk and the cursor of its first unsent line."""
 
-    def __init__(self, path: Path, handle: BinaryIO) -> None:
+    def __init__(self, path: Path, handle: BinaryIO, header: bytes | None = None) -> None:
         self.path = path
         self.handle = handle  # raw (buffering=0), opened without O_APPEND so in-place writes land in place
         self.size = os.fstat(handle.fileno()).st_size
         self.cursor = 0
+        # The run's PUT body (JSON), written before the first payload, so a replay by another
+        # process recreates the run with its config, project and escalation start.
+        self.header = header if header is not None else self._read_header()
+
+    def _read_header(self) -> bytes | None:
+        """The JSON of an existing file's header line, if it has one."""
+        first = self._line_at(0)
+        if first.startswith(HEADER_MARK) and first.endswith(b"\n"):
+            return first[len(HEADER_MARK):].rstrip(b"\n")
+        return None
 
     def pending(self) -> bool:
         """Whether anything past the cursor may still wait for delivery."""
@@ -79,7 +90,9 @@ class SpillFile:
             self._write_at(self.cursor, shorter.ljust(len(body)))
 
     def append(self, line: bytes) -> None:
-        """Write a line at the end; on failure the file is cut back so no torn line remains."""
+        """Write a line at the end (an empty file gets the header first); no torn line remains on failure."""
+        if self.size == 0 and self.header is not None:
+            line = HEADER_MARK + self.header + b"\n" + line
         try:
             self._write_at(self.size, line)
         except OSError:

@@ -42,20 +42,28 @@ def _per_sample_norm(delta: Tensor) -> Tensor:
     return torch.linalg.vector_norm(delta.flatten(1), dim=1, dtype=acc_dtype)
 
 
-def clamp_lora_delta_norm(delta: Tensor, max_norm: float = 3.0) -> Tensor:
+def clamp_lora_delta_norm(delta: Tensor, max_norm: float = 3.0, *,
+                          return_norms: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Scale each sample's LoRA delta down to Frobenius norm ``max_norm`` if it exceeds it.
 
     Why: a runaway hyper-network output grows the effective weight every
     recursion step. Samples already within the budget are returned bit-identical
     (scale is exactly 1); zero deltas are safe because the divisor is clamped to
     ``max_norm`` rather than to the norm itself, so there is no 0/0.
+
+    With ``return_norms=True`` the result is ``(clamped, pre_clamp_norms)``: the
+    per-sample norms *before* the clamp, detached, shape ``(B,)``. Pass them to
+    ``DiagnosticsCollector.collect(lora_preclamp_norms=...)``: after the clamp a
+    runaway delta reads exactly ``max_norm``, so only the pre-clamp norm shows the growth.
+    Costs nothing extra (the norms are computed for the clamp anyway).
     """
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     norms = _per_sample_norm(delta)
     scale = max_norm / norms.clamp_min(max_norm)  # == 1 where norm <= max_norm
     scale = scale.to(delta.dtype).reshape((-1,) + (1,) * (delta.dim() - 1))
-    return delta * scale
+    clamped = delta * scale
+    return (clamped, norms.detach()) if return_norms else clamped
 
 
 def soft_clamp_logits(x: Tensor, threshold: float = 50.0, max_val: float = 100.0) -> Tensor:

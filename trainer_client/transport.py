@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from trainer_client.compat import RefusedFields
 from trainer_client.payload import Payload, payload_records
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,11 @@ class Transport:
                  counts: dict[str, int], offline: Callable[[], bool]) -> None:
         self.run_id = run_id
         self.base_url = base_url
-        self._run_body = run_body
+        self.run_body = run_body
         self._counts = counts
         self._offline = offline
         self._run_ready = False
+        self.refused = RefusedFields(run_id, base_url)
         self._run_path = f"/api/v1/runs/{quote(run_id, safe='')}"  # an id is one path segment, never more
         self._http = httpx.Client(base_url=base_url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {token}",
@@ -81,6 +83,7 @@ class Transport:
         """
         if not self._run_ready and not self._ensure_run(budget):
             return None
+        payload = self.refused.apply(payload)
         path = f"{self._run_path}/" + ("epochs" if "epoch" in payload else "diagnostics")
         deadline, attempt, recreated = time.monotonic() + budget, 0, False
         while True:
@@ -93,6 +96,9 @@ class Transport:
                 if self._ensure_run(budget):
                     continue
                 return None
+            if status == 422 and self.refused.learn(body):  # an older service: resend without its unknown fields
+                payload = self.refused.apply(payload)
+                continue
             if status in (401, 403):  # misconfigured token: keep the data for a fixed restart
                 if not self._offline():
                     logger.error("monitor client %s: the monitor refused our token (HTTP %s): %s; keeping "
@@ -111,7 +117,7 @@ class Transport:
         """PUT the run (idempotent) so records never hit 404; False if it could not be done."""
         deadline, attempt = time.monotonic() + budget, 0
         while True:
-            status, body, retry_after = self._request("PUT", self._run_path, self._run_body)
+            status, body, retry_after = self._request("PUT", self._run_path, self.run_body)
             if status in (200, 201):
                 self._run_ready = True
                 return True
