@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.api.deps import DbDep, require_token
-from monitor.api.errors import InvalidConfig
+from monitor.api.errors import InvalidConfig, validation_error
 from monitor.api.runs import RunId
 from monitor.backtesting import run_backtest
+from monitor.rules.thresholds import ConfigError
 from monitor.schemas.text import check_json_tree
 
 router = APIRouter(prefix="/api/v1/runs", tags=["backtest"], dependencies=[Depends(require_token)])
@@ -34,5 +35,8 @@ def backtest_run(run_id: RunId, body: BacktestRequest, db: DbDep) -> dict[str, A
     """When would each rule have fired, and when would the run first have paused?"""
     try:
         return run_backtest(db, run_id, body.config)
+    except ConfigError as exc:  # one 422 item per bad key path, located, repeating no value
+        raise validation_error([(("body", "config", *item.loc), item.msg, item.type)
+                                for item in exc.problems]) from None
     except ValueError as exc:
         raise InvalidConfig(str(exc)) from exc
