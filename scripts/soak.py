@@ -225,8 +225,7 @@ def verify(url: str, token: str, logs: list[dict[str, Any]], rows: bool) -> list
             if run["record_count"] != log["sent"]:
                 problems.append(f"{log['run_id']}: record_count {run['record_count']} != sent {log['sent']}")
             if rows:
-                steps = [r["step"] for r in client.get(f"/api/v1/runs/{log['run_id']}/diagnostics",
-                                                       params={"limit": 100_000}).json()["records"]]
+                steps = stored_steps(client, log["run_id"])
                 if steps != list(range(log["sent"])):
                     problems.append(f"{log['run_id']}: stored steps are not 0..{log['sent'] - 1} exactly once")
             expected = "pause" if log["collapses"] else "continue"
@@ -234,6 +233,21 @@ def verify(url: str, token: str, logs: list[dict[str, Any]], rows: bool) -> list
             if final != expected:
                 problems.append(f"{log['run_id']}: decision {final}, expected {expected}")
     return problems
+
+
+def stored_steps(client: httpx.Client, run_id: str) -> list[int]:
+    """Every stored step of a run, page by page (one page holds MONITOR_MAX_RECORDS_PER_PAGE)."""
+    steps: list[int] = []
+    cursor = None
+    while True:
+        params = {"cursor": cursor} if cursor else {}
+        response = client.get(f"/api/v1/runs/{run_id}/diagnostics", params=params)
+        response.raise_for_status()
+        body = response.json()
+        steps.extend(record["step"] for record in body["records"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return steps
 
 
 def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
