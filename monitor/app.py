@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from monitor import __version__
 from monitor.alerts.worker import DeliveryWorker
-from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, runs, series, webhooks
+from monitor.api import backtest, diagnostics, escalation, health, metrics, pages, rules, runs, series, webhooks
 from monitor.api.decision_poll import DecisionPoll
 from monitor.api.errors import install_error_handlers
 from monitor.api.limits import BodySizeLimit
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = TokenVerifier(db, settings.api_token)
     install_error_handlers(app)
     add_body_schemas(app)
-    for module in (health, metrics, runs, diagnostics, series, escalation, backtest, webhooks, pages):
+    for module in (health, metrics, runs, rules, diagnostics, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TokenGate)  # outside the body limit: a stranger's body is never read

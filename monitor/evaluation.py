@@ -7,6 +7,7 @@ state, the events, the decision and the outbox rows commit together or not at al
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from monitor.alerts import outbox
 from monitor.metrics import observe_rules
 from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.ruleset import RuleSet
 from monitor.rules.types import EpochReading, RuleState, RuleTransition
 from monitor.schemas.diagnostics import DiagnosticRecord
 from monitor.store import events
@@ -26,28 +27,29 @@ from monitor.store.models import Run
 from monitor.store.rule_states import StateKey, load_states, save_states
 
 
-def thresholds_for(run: Run) -> Thresholds:
-    """Effective thresholds of a run (defaults overridden by its trainer config)."""
-    return Thresholds.from_run_config(run.config or {})
+def ruleset_for(run: Run) -> RuleSet:
+    """The run's effective rules (shipped file + its config), compiled once per process and config."""
+    return RuleSet.from_run_config(run.config or {})
 
 
 def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRecord], public_url: str) -> None:
     """Feed newly stored records through the rules and persist what changed."""
     if not records:
         return
-    thresholds = thresholds_for(run)
+    thresholds = ruleset_for(run)
     engine = RuleEngine(thresholds)
     states = load_states(session, run.run_id)
     transitions: list[RuleTransition] = []
+    now = time.time()
     for record in records:
-        transitions.extend(engine.evaluate_batch(states, record_to_reading(record)))
+        transitions.extend(engine.evaluate_batch(states, record_to_reading(record), now=now))
     observe_rules("batch", len(records), transitions)
     _persist(session, run, states, transitions, thresholds, public_url)
 
 
 def evaluate_epoch(session: Session, run: Run, reading: EpochReading, public_url: str) -> None:
     """Feed one closed epoch through the epoch rules and persist what changed."""
-    thresholds = thresholds_for(run)
+    thresholds = ruleset_for(run)
     states = load_states(session, run.run_id)
     transitions = RuleEngine(thresholds).evaluate_epoch(states, reading)
     observe_rules("epoch", 1, transitions)
@@ -61,7 +63,7 @@ def _persist(
     run: Run,
     states: dict[StateKey, RuleState],
     transitions: list[RuleTransition],
-    thresholds: Thresholds,
+    thresholds: RuleSet,
     public_url: str,
 ) -> None:
     """Save states, record events, refresh the decision, and queue webhooks for what changed."""
@@ -91,11 +93,21 @@ def refresh_decision(session: Session, run: Run, public_url: str) -> None:
     Same bookkeeping as ingestion: the stored answer is rewritten, and a changed decision
     is recorded and alerted on.
     """
-    thresholds = thresholds_for(run)
-    _persist(session, run, load_states(session, run.run_id), [], thresholds, public_url)
+    _persist(session, run, load_states(session, run.run_id), [], ruleset_for(run), public_url)
 
 
-def decision_answer(run: Run, states: Iterable[RuleState], thresholds: Thresholds) -> tuple[Decision, dict[str, Any]]:
+def sweep_stale(session: Session, run: Run, public_url: str, now: float | None = None) -> int:
+    """Time sweep of the stale-stream rules for one run (caller holds the run's lock); transitions made."""
+    ruleset = ruleset_for(run)
+    states = load_states(session, run.run_id)
+    transitions = RuleEngine(ruleset).sweep(states, time.time() if now is None else now)
+    if transitions:
+        observe_rules("sweep", 0, transitions)
+        _persist(session, run, states, transitions, ruleset, public_url)
+    return len(transitions)
+
+
+def decision_answer(run: Run, states: Iterable[RuleState], thresholds: RuleSet) -> tuple[Decision, dict[str, Any]]:
     """The decision and the whole ``GET /escalation/decision`` body (JSON-safe: NaN spelled out)."""
     start = start_epoch(run, thresholds)
     verdict = decide(states, thresholds, run.last_epoch, run.last_step, start)
@@ -109,7 +121,7 @@ def answer_json(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
-def start_epoch(run: Run, thresholds: Thresholds) -> int | None:
+def start_epoch(run: Run, thresholds: RuleSet) -> int | None:
     """The run's escalation start epoch: the PUT field wins over ``meta_escalation.start_epoch``."""
     if run.escalation_start_epoch is not None:
         return run.escalation_start_epoch
@@ -135,6 +147,7 @@ def _transition_data(run: Run, item: RuleTransition, link: str) -> dict[str, Any
         "threshold": item.threshold,
         "step": item.step,
         "epoch": item.epoch,
+        "note": item.note,
         "decision": run.decision,
         "dashboard_url": link,
     }

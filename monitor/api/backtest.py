@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.api.deps import DbDep, require_token
 from monitor.api.errors import InvalidConfig
 from monitor.api.runs import RunId
 from monitor.backtesting import run_backtest
+from monitor.rules.errors import RuleError
 from monitor.schemas.text import check_json_tree
 
 router = APIRouter(prefix="/api/v1/runs", tags=["backtest"], dependencies=[Depends(require_token)])
@@ -34,5 +36,7 @@ def backtest_run(run_id: RunId, body: BacktestRequest, db: DbDep) -> dict[str, A
     """When would each rule have fired, and when would the run first have paused?"""
     try:
         return run_backtest(db, run_id, body.config)
+    except RuleError as exc:  # locs are paths in the merged config (the run's plus the overrides)
+        raise RequestValidationError(exc.prefixed(["body", "config"])) from None
     except ValueError as exc:
         raise InvalidConfig(str(exc)) from exc

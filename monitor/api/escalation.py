@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.deps import DbDep, require_token
-from monitor.evaluation import answer_json, decision_answer, thresholds_for
+from monitor.evaluation import answer_json, decision_answer, ruleset_for
 from monitor.metrics import observe_decision
 from monitor.schemas.escalation import DecisionAnswer
 from monitor.schemas.runs import RUN_ID_PATTERN
@@ -73,5 +73,5 @@ def _computed_answer(db: Database, run_id: str) -> tuple[str, str]:
     """For runs stored before migration 0003: decide from the rule states, as ingestion would."""
     with db.read_session() as session:
         run = runs.get_run(session, run_id)
-        verdict, answer = decision_answer(run, load_states(session, run_id).values(), thresholds_for(run))
+        verdict, answer = decision_answer(run, load_states(session, run_id).values(), ruleset_for(run))
     return verdict.decision, answer_json(answer)

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from monitor.api.deps import DbDep, SettingsDep, require_token
-from monitor.api.errors import InvalidConfig
 from monitor.api.paging import Limit, Offset
+from monitor.api.rules import checked_ruleset
 from monitor.evaluation import refresh_decision
-from monitor.rules.thresholds import Thresholds
 from monitor.schemas.runs import RUN_ID_PATTERN, RunCreated, RunOut, RunUpsert
 from monitor.schemas.text import StorableStr
 from monitor.store import events, runs
@@ -22,11 +21,7 @@ RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="Caller-chosen r
 @router.put("/{run_id}", response_model=RunCreated)
 def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, settings: SettingsDep, response: Response) -> dict[str, Any]:
     """Create the run, or return it unchanged for a resumed trainer (idempotent)."""
-    if body.config is not None:
-        try:
-            Thresholds.from_run_config(body.config)
-        except ValueError as exc:
-            raise InvalidConfig(str(exc)) from exc
+    ruleset = checked_ruleset(body.config) if body.config is not None else None
     with db.write_session() as session:
         run, created = runs.create_or_get_run(
             session, run_id, name=body.name, project=body.project, config=body.config,
@@ -36,7 +31,9 @@ def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, settings: SettingsDep,
         session.flush()
         out = RunOut.model_validate(run).model_dump()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return {**out, "created": created}
+    report = ruleset.report if ruleset is not None and out.get("config") == body.config else \
+        checked_ruleset(out.get("config") or {}, stored=True).report
+    return {**out, "created": created, "config_report": report}
 
 
 @router.get("", response_model=list[RunOut])

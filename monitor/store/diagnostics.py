@@ -101,6 +101,7 @@ def record_to_reading(record: DiagnosticRecord) -> BatchReading:
         step=record.step,
         epoch=record.epoch,
         rank=record.rank,
+        extra=record.extra or None,
         **{name: getattr(record, name) for name in READING_NAMES},
     )
 
@@ -122,7 +123,8 @@ def iter_batch_readings(session: Session, run_id: str, chunk: int = 5000) -> Ite
         .execution_options(yield_per=chunk)
     )
     for row in session.scalars(query):
-        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, **row_readings(row))
+        extra = {key: decode_float(val) for key, val in row.extra.items()} if row.extra else None
+        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, extra=extra, **row_readings(row))
 
 
 def row_to_record_json(row: Diagnostic) -> dict[str, Any]:

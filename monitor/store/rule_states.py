@@ -16,13 +16,15 @@ StateKey = tuple[str, int]
 _FLOAT_FIELDS = {"value", "threshold"}
 
 
-def _state_from_payload(rule: str, rank: int, payload: dict[str, Any]) -> RuleState:
+def _state_from_payload(rule: str, rank: int, payload: dict[str, Any], digest: str | None = None) -> RuleState:
     """Rebuild a RuleState from its JSON payload (floats may be spelled 'NaN')."""
     known = {f.name for f in fields(RuleState)}
     values = {key: val for key, val in payload.items() if key in known}
     for name in _FLOAT_FIELDS & values.keys():
         values[name] = decode_float(values[name])
     values.update(rule=rule, rank=rank)
+    if digest is not None:
+        values["digest"] = digest
     return RuleState(**values)
 
 
@@ -42,7 +44,8 @@ def _rows(session: Session, run_id: str) -> dict[StateKey, RuleStateRow]:
 
 def load_states(session: Session, run_id: str) -> dict[StateKey, RuleState]:
     """Every stored rule state of the run keyed by (rule, rank)."""
-    return {key: _state_from_payload(row.rule, row.rank, row.payload) for key, row in _rows(session, run_id).items()}
+    return {key: _state_from_payload(row.rule, row.rank, row.payload, row.digest)
+            for key, row in _rows(session, run_id).items()}
 
 
 def save_states(session: Session, run_id: str, states: dict[StateKey, RuleState]) -> None:
@@ -54,9 +57,10 @@ def save_states(session: Session, run_id: str, states: dict[StateKey, RuleState]
         row = existing.get(key)
         if row is None:
             row = existing[key] = RuleStateRow(run_id=run_id, rule=key[0], rank=key[1], status=state.status,
-                                               payload=payload)
+                                               payload=payload, digest=state.digest)
             session.add(row)
         elif row.payload != payload:
             row.payload = payload
             row.status = state.status
+            row.digest = state.digest
             row.updated_at = now
