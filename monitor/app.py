@@ -22,6 +22,7 @@ from monitor.auth import TokenVerifier
 from monitor.gc_tuning import tune_gc
 from monitor.ingest.executors import ingest_executor
 from monitor.settings import Settings, get_settings
+from monitor.stale_sweep import StaleSweeper
 from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
 from monitor.store.database import Database, normalise_url
 from monitor.store.decision_listener import DecisionListener
@@ -48,11 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener = _decision_listener(settings, db)
         await app.state.ingest.start()
         worker.start()
+        sweeper = StaleSweeper(db, settings.public_url, settings.stale_sweep_seconds)
+        sweeper.start()
         if listener is not None:
             listener.start()
         try:
             yield
         finally:
+            sweeper.stop()
             if listener is not None:
                 await listener.stop()
             await app.state.ingest.close()

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     public_url: str = Field(default="http://127.0.0.1:8765", description="Base of dashboard links in alerts.")
     default_max_points: int = Field(default=2000, description="Points per chart series unless asked otherwise.")
     webhook_poll_seconds: float = Field(default=0.5)
+    stale_sweep_seconds: float = Field(
+        default=30.0, ge=0, description="How often stale-stream rules (no record for N s) are swept; 0 = never.")
     webhook_max_attempts: int = Field(default=8)
     webhook_backoff_base_seconds: float = Field(default=1.0)
     webhook_timeout_seconds: float = Field(default=5.0)
