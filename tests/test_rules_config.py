@@ -158,3 +158,15 @@ def test_keep_firing_for_holds_a_recovering_rule() -> None:
         kinds += [t.kind for t in engine.evaluate_batch(states, BatchReading(step=step, epoch=0, loss=loss))
                   if t.rule == "r"]
     assert kinds == ["fired", "resolved"] and states[("r", 0)].last_step == 3
+
+
+def test_outside_takes_a_yaml_list_of_two_bounds() -> None:
+    config = {"monitor": {"rules": [{"name": "band", "reading": "loss", "outside": [0.0, {"param": "lora_max_norm"}]}]}}
+    engine, states = RuleEngine(RuleSet.from_run_config(config)), {}
+    seen = []
+    for step, loss in enumerate([1.0, 3.5, -0.5]):
+        engine.evaluate_batch(states, BatchReading(step=step, epoch=0, loss=loss))
+        seen.append((states[("band", 0)].status, states[("band", 0)].threshold))
+    assert seen == [("ok", 0.0), ("firing", 3.0), ("firing", 0.0)], "the nearer bound is reported"
+    assert ["monitor", "rules", 0, "outside"] in [e["loc"] for e in errors_of(
+        {"monitor": {"rules": [{"name": "b", "reading": "loss", "outside": [1.0]}]}})]

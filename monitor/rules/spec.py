@@ -137,7 +137,7 @@ class Condition(Strict):
     fallback: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=8)
     above: Bound | None = None
     below: Bound | None = None
-    outside: tuple[Bound, Bound] | None = None
+    outside: Annotated[list[Bound], Field(min_length=2, max_length=2)] | None = None  # [lo, hi]
     inclusive: bool = False
 
     @model_validator(mode="after")
@@ -168,7 +168,7 @@ class RuleSpec(Strict):
     reduce: Reduce | None = None
     above: Bound | None = None
     below: Bound | None = None
-    outside: tuple[Bound, Bound] | None = None
+    outside: Annotated[list[Bound], Field(min_length=2, max_length=2)] | None = None  # [lo, hi]
     inclusive: bool = False
     growth: Growth | None = None
     drop: Drop | None = None
