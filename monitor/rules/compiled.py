@@ -23,17 +23,21 @@ RuleKind = Literal["batch", "epoch", "stale"]
 _SCRATCH: dict[str, Any] = {}  # memory for stateless stages (never written)
 
 
-@dataclass(frozen=True)
 class Source:
     """A reading and its fallbacks, tried in order; the first present one speaks."""
 
-    expressions: tuple[Expression, ...]
+    __slots__ = ("expressions", "getters")
 
-    def read(self, reading: Any) -> tuple[int, str, float] | None:
-        for index, expression in enumerate(self.expressions):
-            value = expression.get(reading)
+    def __init__(self, expressions: tuple[Expression, ...]) -> None:
+        self.expressions = expressions
+        self.getters = tuple(e.get for e in expressions)
+
+    def read(self, reading: Any) -> tuple[int, float] | None:
+        """(index of the expression that spoke, its value), or None when none is present."""
+        for index, get in enumerate(self.getters):
+            value = get(reading)
             if value is not None:
-                return index, expression.text, value
+                return index, value
         return None
 
 
@@ -77,6 +81,8 @@ class CompiledRule:
     severity: Severity
     span: Span
     digest: str
+    metric: str = ""
+    names: tuple[str, ...] = ()
     source: Source | None = None
     reducer: Reducer | None = None
     detector: Any = None
@@ -90,62 +96,54 @@ class CompiledRule:
     actions: tuple[dict[str, Any], ...] = ()
     spec: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def metric(self) -> str:
-        """The default metric name (the primary reading's text)."""
-        if self.source is not None:
-            return self._named(self.source.expressions[0].text)
-        if self.conditions:
-            return self.conditions[0].source.expressions[0].text
-        return "seconds_since_last_record"
-
-    def _named(self, text: str) -> str:
-        return text if self.detector_name in ("bound", "spike") else f"{self.detector_name}({text})"
-
     def observe(self, reading: Any, state: RuleState, step: int | None, epoch: int | None) -> Observation | None:
         """The verdict on one reading (None: no observation, the state stays as it is)."""
         if self.conditions:
             return self._observe_any(reading, state, step, epoch)
-        assert self.source is not None and self.reducer is not None
-        found = self.source.read(reading)
+        found = self.source.read(reading)  # type: ignore[union-attr]
         if found is None:
             return None
-        index, text, value = found
+        index, value = found
         mem = state.memory
-        if mem.get("src", 0) != index:
+        if mem.get("src", 0) != index:  # the reading switched to or from a fallback: restart baselines
             mem.pop("r", None)
             mem.pop("d", None)
-        if index:
-            mem["src"] = index
-        else:
-            mem.pop("src", None)
+            if index:
+                mem["src"] = index
+            else:
+                del mem["src"]
         if self.warmup is not None and self.warmup.waiting(value, step, epoch, mem):
             return None
-        reduced = self.reducer.push(value, epoch, mem.setdefault("r", {}) if self.reducer.stateful else _SCRATCH)
-        if reduced is None:
-            return None
-        obs = self.detector.observe(reduced[0], reduced[1],
-                                    mem.setdefault("d", {}) if self.detector.stateful else _SCRATCH)
-        if obs is None:
-            return None
-        return Observation(obs.value, obs.threshold, obs.breached, self._named(text), obs.excess)
+        reducer, detector = self.reducer, self.detector
+        if reducer.stateful:  # type: ignore[union-attr]
+            reduced = reducer.push(value, epoch, mem.setdefault("r", {}))  # type: ignore[union-attr]
+            if reduced is None:
+                return None
+            value, epoch = reduced
+        return detector.observe(value, epoch, mem.setdefault("d", {}) if detector.stateful else _SCRATCH,
+                                self.names[index])
 
     def _observe_any(self, reading: Any, state: RuleState, step: int | None, epoch: int | None) -> Observation | None:
+        first: Observation | None = None
         seen: list[Observation] = []
         for condition in self.conditions:
-            found = condition.source.read(reading)
+            source = condition.source
+            found = source.read(reading)
             if found is None:
                 continue
-            _, text, value = found
-            obs = condition.check.observe(value, epoch, {})
-            seen.append(Observation(obs.value, obs.threshold, obs.breached, text, obs.excess))
-        if not seen:
+            obs = condition.check.observe(found[1], epoch, _SCRATCH, source.expressions[found[0]].text)
+            if first is None:
+                first = obs
+            if obs.breached and self.pick == "first":
+                break
+            seen.append(obs)
+        if first is None:
             return None
-        if self.warmup is not None and self.warmup.waiting(seen[0].value or 0.0, step, epoch, state.memory):
+        if self.warmup is not None and self.warmup.waiting(first.value or 0.0, step, epoch, state.memory):
             return None
-        if self.pick == "worst":
+        if self.pick == "worst" and seen:
             return max(seen, key=lambda obs: (obs.breached, _order(obs.excess)))
-        return next((obs for obs in seen if obs.breached), seen[0])
+        return obs if obs.breached else first
 
 
 def _order(excess: float) -> float:

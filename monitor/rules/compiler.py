@@ -49,6 +49,15 @@ class _Compiler:
             return lambda epoch: fixed
         return lambda epoch: float(value.at(epoch)) * scale
 
+    def fixed(self, bound: Any) -> float | None:
+        """The bound as a constant when it cannot change with the epoch (no phases), else None."""
+        if not isinstance(bound, ParamRef):
+            return float(bound)
+        value = self.params.get(bound.param)
+        if value is None or value.phases or value.value is None or isinstance(value.value, bool):
+            return None
+        return float(value.value) * bound.scale
+
     def count(self, item: Any, where: Loc) -> int:
         number = self.threshold(item, where)(None)
         if number < 0 or not float(number).is_integer():
@@ -90,8 +99,19 @@ def compile_rule(spec: RuleSpec, params: dict[str, ParamValue], loc: Loc) -> tup
     actions = tuple({"action": a} if isinstance(a, str) else a.model_dump(exclude_none=True) for a in spec.actions)
     rule = CompiledRule(name=spec.name, kind=kind, severity=spec.severity, span=span, digest=digest, warmup=warmup,
                         labels=dict(spec.labels), annotations=dict(spec.annotations), actions=actions,
-                        spec=dump, **parts)
+                        spec=dump, metric=_metric_names(parts)[0], names=_metric_names(parts), **parts)
     return rule, []
+
+
+def _metric_names(parts: dict[str, Any]) -> tuple[str, ...]:
+    """What events call each of the rule's readings: the expression, wrapped in the measure for growth/drop."""
+    if parts.get("source") is not None:
+        detector = parts["detector_name"]
+        texts = [e.text for e in parts["source"].expressions]
+        return tuple(t if detector in ("bound", "spike") else f"{detector}({t})" for t in texts)
+    if parts.get("conditions"):
+        return (parts["conditions"][0].source.expressions[0].text,)
+    return ("seconds_since_last_record",)
 
 
 def _compile_any(c: _Compiler, spec: RuleSpec, parts: dict[str, Any]) -> str:
@@ -140,12 +160,15 @@ def _compile_single(c: _Compiler, spec: RuleSpec, parts: dict[str, Any]) -> str:
 
 
 def _bound(c: _Compiler, above: Any, below: Any, outside: Any, inclusive: bool, where: Loc) -> BoundCheck:
+    high_at: Loc = [*where, "above"]
+    low_at: Loc = [*where, "below"]
     if outside is not None:
-        below, above = outside
-        return BoundCheck(c.threshold(above, [*where, "outside", 1]), c.threshold(below, [*where, "outside", 0]),
-                          inclusive)
-    return BoundCheck(None if above is None else c.threshold(above, [*where, "above"]),
-                      None if below is None else c.threshold(below, [*where, "below"]), inclusive)
+        (low, high), high_at, low_at = outside, [*where, "outside", 1], [*where, "outside", 0]
+    else:
+        low, high = below, above
+    return BoundCheck(None if high is None else c.threshold(high, high_at),
+                      None if low is None else c.threshold(low, low_at), inclusive,
+                      None if high is None else c.fixed(high), None if low is None else c.fixed(low))
 
 
 def _warmup(c: _Compiler, spec: RuleSpec, kind: str) -> Warmup | None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 Memory = dict[str, Any]
 Threshold = Callable[[int | None], float]
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One rule's verdict on one reading; ``metric`` names what was actually read."""
+class Observation(NamedTuple):
+    """One rule's verdict on one reading; ``metric`` names what was actually read.
+
+    A NamedTuple, not a dataclass: one is made per rule per reading, and this is the
+    cheapest object Python builds (the engine's cost is mostly object creation).
+    """
 
     value: float | None
     threshold: float | None
@@ -27,32 +30,36 @@ class Observation:
     excess: float = 0.0
 
 
-@dataclass(frozen=True)
 class BoundCheck:
-    """``above`` and/or ``below`` (``outside`` is both); ``inclusive`` makes the bound itself a breach."""
+    """``above`` and/or ``below`` (``outside`` is both); ``inclusive`` makes the bound itself a breach.
+
+    A bound without phases is a constant (``fixed_*``): no call per reading.
+    """
 
     stateful = False
+    __slots__ = ("above", "below", "inclusive", "_fixed_above", "_fixed_below")
 
-    above: Threshold | None
-    below: Threshold | None
-    inclusive: bool = False
+    def __init__(self, above: Threshold | None, below: Threshold | None, inclusive: bool = False,
+                 fixed_above: float | None = None, fixed_below: float | None = None) -> None:
+        self.above, self.below, self.inclusive = above, below, inclusive
+        self._fixed_above, self._fixed_below = fixed_above, fixed_below
 
-    def observe(self, value: float, epoch: int | None, mem: Memory) -> Observation:
-        if math.isnan(value):
-            bound = self.above or self.below
-            return Observation(value, bound(epoch) if bound else None, True, excess=math.inf)
-        best: Observation | None = None
-        for bound, sign in ((self.above, 1.0), (self.below, -1.0)):
-            if bound is None:
-                continue
-            limit = bound(epoch)
-            excess = sign * (value - limit)
-            breached = excess > 0 or (self.inclusive and excess == 0)
-            obs = Observation(value, limit, breached, excess=excess)
-            if best is None or (obs.breached and not best.breached) or obs.excess > best.excess:
-                best = obs
-        assert best is not None
-        return best
+    def observe(self, value: float, epoch: int | None, mem: Memory, metric: str | None = None) -> Observation:
+        high = None if self.above is None else (self._fixed_above if self._fixed_above is not None
+                                                 else self.above(epoch))
+        low = None if self.below is None else (self._fixed_below if self._fixed_below is not None
+                                                else self.below(epoch))
+        if value != value:  # NaN
+            return Observation(value, high if high is not None else low, True, metric, math.inf)
+        if low is None:
+            excess = value - high  # type: ignore[operator]
+            return Observation(value, high, excess > 0 or (self.inclusive and excess == 0), metric, excess)
+        low_excess = low - value
+        if high is None or (high is not None and low_excess > value - high):
+            return Observation(value, low, low_excess > 0 or (self.inclusive and low_excess == 0), metric,
+                               low_excess)
+        excess = value - high
+        return Observation(value, high, excess > 0 or (self.inclusive and excess == 0), metric, excess)
 
 
 @dataclass(frozen=True)
@@ -68,17 +75,17 @@ class GrowthCheck:
     ratio: Threshold
     window: int | None
 
-    def observe(self, value: float, epoch: int | None, mem: Memory) -> Observation | None:
+    def observe(self, value: float, epoch: int | None, mem: Memory, metric: str | None = None) -> Observation | None:
         ratio = self.ratio(epoch)
         if math.isnan(value):
-            return Observation(math.nan, ratio, True, excess=math.inf)
+            return Observation(math.nan, ratio, True, metric, math.inf)
         if self.window is None:
             base = mem.get("base")
             if base is None:
                 if math.isfinite(value) and value > 0:
                     mem["base"] = value
                 return None
-            return self._verdict(value, base, ratio)
+            return self._verdict(value, base, ratio, metric)
         if epoch is None:
             return None
         means: list[list[float]] = mem.setdefault("means", [])
@@ -89,12 +96,12 @@ class GrowthCheck:
         base_epoch, base = means[0]
         if base_epoch > epoch - self.window or not (math.isfinite(base) and base > 0):
             return None  # window not yet full (early training) or no usable base
-        return self._verdict(value, base, ratio)
+        return self._verdict(value, base, ratio, metric)
 
     @staticmethod
-    def _verdict(value: float, base: float, ratio: float) -> Observation:
+    def _verdict(value: float, base: float, ratio: float, metric: str | None) -> Observation:
         growth = value / base - 1.0
-        return Observation(growth, ratio, growth > ratio, excess=growth - ratio)
+        return Observation(growth, ratio, growth > ratio, metric, growth - ratio)
 
 
 @dataclass(frozen=True)
@@ -105,14 +112,14 @@ class DropCheck:
 
     from_best: Threshold
 
-    def observe(self, value: float, epoch: int | None, mem: Memory) -> Observation:
+    def observe(self, value: float, epoch: int | None, mem: Memory, metric: str | None = None) -> Observation:
         limit = self.from_best(epoch)
         if math.isnan(value):
-            return Observation(math.nan, limit, True, excess=math.inf)
+            return Observation(math.nan, limit, True, metric, math.inf)
         best = max(mem.get("best", value), value)
         mem["best"] = best
         drop = best - value
-        return Observation(drop, limit, drop > limit, excess=drop - limit)
+        return Observation(drop, limit, drop > limit, metric, drop - limit)
 
 
 @dataclass(frozen=True)
@@ -131,32 +138,32 @@ class SpikeCheck:
     min_samples: int
     factor: float | None
 
-    def observe(self, value: float, epoch: int | None, mem: Memory) -> Observation | None:
+    def observe(self, value: float, epoch: int | None, mem: Memory, metric: str | None = None) -> Observation | None:
         if math.isnan(value):
             return None  # a NaN batch is the nan_streak rule's business; a spike is a finite jump
         window: list[float] = mem.setdefault("w", [])
-        verdicts = [self._sigma(value, window, mem), self._factor(value, mem)]
-        seen = [v for v in verdicts if v is not None]
-        breach = next((v for v in seen if v.breached), None)
+        sigma, factor = self._sigma(value, window, mem, metric), self._factor(value, mem, metric)
+        breach = sigma if sigma is not None and sigma.breached else (
+            factor if factor is not None and factor.breached else None)
         if breach is None and math.isfinite(value):
             self._add(value, window, mem)
-        return breach or (seen[0] if seen else None)
+        return breach or sigma or factor
 
-    def _sigma(self, value: float, window: list[float], mem: Memory) -> Observation | None:
+    def _sigma(self, value: float, window: list[float], mem: Memory, metric: str | None) -> Observation | None:
         if self.sigma is None or len(window) < self.min_samples:
             return None
         n, total, squares = len(window), mem["s"], mem["q"]
         mean = total / n
         std = math.sqrt(max(squares / n - mean * mean, 0.0))
         limit = mean + self.sigma * std
-        return Observation(value, limit, value > limit and std > 0 or math.isinf(value), excess=value - limit)
+        return Observation(value, limit, value > limit and std > 0 or math.isinf(value), metric, value - limit)
 
-    def _factor(self, value: float, mem: Memory) -> Observation | None:
+    def _factor(self, value: float, mem: Memory, metric: str | None) -> Observation | None:
         top = mem.get("max")
         if self.factor is None or top is None:
             return None
         limit = self.factor * top
-        return Observation(value, limit, value > limit, excess=value - limit)
+        return Observation(value, limit, value > limit, metric, value - limit)
 
     def _add(self, value: float, window: list[float], mem: Memory) -> None:
         window.append(value)

@@ -47,13 +47,18 @@ class RuleEngine:
     def evaluate_batch(self, states: States, reading: BatchReading, now: float | None = None) -> list[RuleTransition]:
         """Apply one batch reading of one rank to every batch rule (``now``: server time, for staleness)."""
         transitions: list[RuleTransition] = []
-        step, epoch = reading.step, reading.epoch
+        step, epoch, rank = reading.step, reading.epoch, reading.rank
         for rule in self.batch_rules:
-            state = self._state(states, rule, reading.rank, transitions)
-            if state.last_step is not None and step <= state.last_step:
+            state = states.get((rule.name, rank))
+            if state is None or state.digest != rule.digest:
+                state = self._state(states, rule, rank, transitions)
+            last = state.last_step
+            if last is not None and step <= last:
                 continue
             state.last_step = step
-            self._apply(rule, state, rule.observe(reading, state, step, epoch), step, epoch, transitions)
+            obs = rule.observe(reading, state, step, epoch)
+            if obs is not None:
+                self._apply(rule, state, obs, step, epoch, transitions)
         for rule in self.stale_rules:
             self._seen(states, rule, reading, now, transitions)
         return transitions
@@ -123,7 +128,12 @@ class RuleEngine:
         """Run the shared state machine; remember which metric spoke."""
         if obs is None:
             return
-        state.memory["metric"] = obs.metric or rule.metric
+        memory = state.memory
+        if memory.get("metric") != obs.metric:
+            memory["metric"] = obs.metric or rule.metric
+        if not obs.breached and state.status == "ok":  # the common case: healthy and nothing to count
+            state.value, state.threshold = obs.value, obs.threshold
+            return
         transition = advance(state, obs, span=rule.span, severity=rule.severity, metric=rule.metric,
                              step=step, epoch=epoch)
         if transition is not None:

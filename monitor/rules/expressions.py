@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from operator import attrgetter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -109,10 +110,8 @@ def _name(text: str) -> tuple[Kind, Getter, tuple[str, ...]]:
 
 
 def _attribute(field: str) -> Getter:
-    def get(reading: Any) -> float | None:
-        value = getattr(reading, field)
-        return None if value is None else float(value)
-    return get
+    """A C-level getter: readings are floats (or whole counts, which compare the same)."""
+    return attrgetter(field)
 
 
 def _extra_scalar(key: str) -> Getter:
