@@ -96,6 +96,22 @@ class CompiledRule:
     actions: tuple[dict[str, Any], ...] = ()
     spec: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Most rules are a bound on a reading: no memory, no warm-up. They skip the general path.
+        stateless = (self.source is not None and self.warmup is None and not self.reducer.stateful  # type: ignore
+                     and not self.detector.stateful)
+        if stateless:
+            object.__setattr__(self, "observe", self._observe_stateless)
+        elif self.conditions:
+            object.__setattr__(self, "observe", self._observe_any)
+
+    def _observe_stateless(self, reading: Any, state: RuleState, step: int | None,
+                           epoch: int | None) -> Observation | None:
+        found = self.source.read(reading)  # type: ignore[union-attr]
+        if found is None:
+            return None
+        return self.detector.observe(found[1], epoch, _SCRATCH, self.names[found[0]])
+
     def observe(self, reading: Any, state: RuleState, step: int | None, epoch: int | None) -> Observation | None:
         """The verdict on one reading (None: no observation, the state stays as it is)."""
         if self.conditions:
