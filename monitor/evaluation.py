@@ -38,7 +38,7 @@ def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRec
         return
     thresholds = ruleset_for(run)
     engine = RuleEngine(thresholds)
-    states = load_states(session, run.run_id)
+    states = load_states(session, run.run_id, ranks={record.rank for record in records})
     transitions: list[RuleTransition] = []
     now = time.time()
     for record in records:
@@ -50,7 +50,7 @@ def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRec
 def evaluate_epoch(session: Session, run: Run, reading: EpochReading, public_url: str) -> None:
     """Feed one closed epoch through the epoch rules and persist what changed."""
     thresholds = ruleset_for(run)
-    states = load_states(session, run.run_id)
+    states = load_states(session, run.run_id, ranks=(reading.rank,))
     transitions = RuleEngine(thresholds).evaluate_epoch(states, reading)
     observe_rules("epoch", 1, transitions)
     if run.last_epoch is None or reading.epoch > run.last_epoch:

@@ -99,3 +99,15 @@ def test_a_silent_rank_fires_stream_stale_and_a_new_record_resolves_it(sweeping_
     assert service.json("GET", "/escalation/decision", params={"run_id": "st"})["health"] == "warning"
     service.json("POST", "/api/v1/runs/st/diagnostics", json={"records": [{"step": 2, "epoch": 0, "loss": 1.0}]})
     assert kinds()[:2] == ["fired", "resolved"]
+
+
+def test_backtest_honours_the_runs_escalation_start(sqlite_service: LiveService) -> None:
+    config = {"meta_escalation": {"start_epoch": 1}}
+    sqlite_service.json("PUT", "/api/v1/runs/bs", json={"config": config, "escalation_start_epoch": 4})
+    for epoch in range(6):
+        records = [{"step": epoch * 5 + s, "epoch": epoch, "loss": 1.0} for s in range(5)]
+        sqlite_service.json("POST", "/api/v1/runs/bs/diagnostics", json={"records": records})
+        sqlite_service.json("POST", "/api/v1/runs/bs/epochs", json={"epoch": epoch, "max_nan_streak": 9})
+    result = sqlite_service.json("POST", "/api/v1/runs/bs/backtest", json={})
+    assert result["escalation_start_epoch"] == 4
+    assert result["first_pause"]["epoch"] == 4, "the PUT field wins over meta_escalation.start_epoch"

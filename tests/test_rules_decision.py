@@ -92,3 +92,9 @@ def test_reasons_are_ordered_oldest_first() -> None:
     decision = decide(states, T, 10, 1000, None)
     assert [(r["rule"], r["rank"]) for r in decision.reasons] == [
         ("attention_collapse", 0), ("attention_collapse", 2), ("nan_streak", 0)]
+
+
+def test_disabled_meta_escalation_is_noted() -> None:
+    ruleset = RuleSet.from_run_config({"training": {"meta_escalation": {"enabled": False}}})
+    decision = decide([], ruleset, 3, 10, None)
+    assert decision.decision == "continue" and "disables meta-escalation" in decision.note
