@@ -63,7 +63,7 @@ from monitor.rules import BatchReading, RuleEngine
 try:
     from monitor.rules import RuleSet
     engine = RuleEngine(RuleSet.from_run_config(config))
-    kwargs = {"now": 0.0}
+    kwargs = {}  # the service passes now= with a rank's last record of a request only
 except ImportError:  # the engine before issue 17
     from monitor.rules import Thresholds
     engine = RuleEngine(Thresholds.from_run_config(config))

@@ -82,7 +82,8 @@ def _bounds(rule: CompiledRule) -> list[tuple[dict[str, Any], Any, BoundCheck]]:
     if rule.conditions:
         return [(spec, cond.source, cond.check) for spec, cond in zip(rule.spec.get("any") or [], rule.conditions)]
     if isinstance(rule.detector, BoundCheck) and rule.source is not None and rule.spec.get("reduce") is None:
-        return [(rule.spec, rule.source, rule.detector)]
+        spec = (rule.spec.get("any") or [rule.spec])[0]  # an any: of one condition compiles to a plain bound
+        return [(spec, rule.source, rule.detector)]
     return []
 
 

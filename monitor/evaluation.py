@@ -41,8 +41,10 @@ def evaluate_batches(session: Session, run: Run, records: Sequence[DiagnosticRec
     states = load_states(session, run.run_id, ranks={record.rank for record in records})
     transitions: list[RuleTransition] = []
     now = time.time()
-    for record in records:
-        transitions.extend(engine.evaluate_batch(states, record_to_reading(record), now=now))
+    last_of_rank = {record.rank: index for index, record in enumerate(records)}
+    for index, record in enumerate(records):
+        seen = now if last_of_rank[record.rank] == index else None  # staleness needs a rank's last record only
+        transitions.extend(engine.evaluate_batch(states, record_to_reading(record), now=seen))
     observe_rules("batch", len(records), transitions)
     _persist(session, run, states, transitions, thresholds, public_url)
 

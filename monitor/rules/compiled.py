@@ -100,10 +100,18 @@ class CompiledRule:
         # Most rules are a bound on a reading: no memory, no warm-up. They skip the general path.
         stateless = (self.source is not None and self.warmup is None and not self.reducer.stateful  # type: ignore
                      and not self.detector.stateful)
-        if stateless:
+        if stateless and len(self.source.getters) == 1:  # type: ignore[union-attr]
+            object.__setattr__(self, "observe", self._observe_single)
+        elif stateless:
             object.__setattr__(self, "observe", self._observe_stateless)
         elif self.conditions:
             object.__setattr__(self, "observe", self._observe_any)
+
+    def _observe_single(self, reading: Any, state: RuleState, step: int | None, epoch: int | None) -> Observation | None:
+        value = self.source.getters[0](reading)  # type: ignore[union-attr]
+        if value is None:
+            return None
+        return self.detector.observe(value, epoch, _SCRATCH, self.metric)
 
     def _observe_stateless(self, reading: Any, state: RuleState, step: int | None,
                            epoch: int | None) -> Observation | None:
@@ -141,25 +149,31 @@ class CompiledRule:
 
     def _observe_any(self, reading: Any, state: RuleState, step: int | None, epoch: int | None) -> Observation | None:
         first: Observation | None = None
-        seen: list[Observation] = []
+        worst: Observation | None = None
+        pick_first = self.pick == "first"
         for condition in self.conditions:
             source = condition.source
-            found = source.read(reading)
-            if found is None:
+            for index, get in enumerate(source.getters):
+                value = get(reading)
+                if value is not None:
+                    break
+            else:
                 continue
-            obs = condition.check.observe(found[1], epoch, _SCRATCH, source.expressions[found[0]].text)
+            obs = condition.check.observe(value, epoch, _SCRATCH, source.expressions[index].text)
             if first is None:
-                first = obs
-            if obs.breached and self.pick == "first":
+                first = worst = obs
+            if obs.breached and pick_first:
+                worst = obs
                 break
-            seen.append(obs)
+            if (obs.breached, _order(obs.excess)) > (worst.breached, _order(worst.excess)):  # type: ignore
+                worst = obs
         if first is None:
             return None
         if self.warmup is not None and self.warmup.waiting(first.value or 0.0, step, epoch, state.memory):
             return None
-        if self.pick == "worst" and seen:
-            return max(seen, key=lambda obs: (obs.breached, _order(obs.excess)))
-        return obs if obs.breached else first
+        if pick_first:
+            return worst if worst.breached else first  # type: ignore[union-attr]
+        return worst
 
 
 def _order(excess: float) -> float:

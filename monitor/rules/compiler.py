@@ -87,6 +87,8 @@ def compile_rule(spec: RuleSpec, params: dict[str, ParamValue], loc: Loc) -> tup
         kind = "stale"
         parts["stale_seconds"] = c.threshold(spec.stale.seconds, ["stale", "seconds"])(None)
         parts["detector_name"] = "stale"
+    elif spec.any is not None and len(spec.any) == 1 and spec.warmup is None:
+        kind = _compile_single_condition(c, spec, parts)  # same verdicts, the cheaper stateless path
     elif spec.any is not None:
         kind = _compile_any(c, spec, parts)
     else:
@@ -127,6 +129,15 @@ def _compile_any(c: _Compiler, spec: RuleSpec, parts: dict[str, Any]) -> str:
         c.fail(["any"], "expression", "conditions mix batch and epoch readings")
     parts.update(conditions=tuple(conditions), pick=spec.pick)
     return kinds.pop() if len(kinds) == 1 else "batch"
+
+
+def _compile_single_condition(c: _Compiler, spec: RuleSpec, parts: dict[str, Any]) -> str:
+    """``any:`` of one condition is a bound rule on that condition's reading."""
+    (cond,) = spec.any or []
+    source = c.source(cond.reading, cond.fallback, ["any", 0, "reading"])
+    check = _bound(c, cond.above, cond.below, cond.outside, cond.inclusive, ["any", 0])
+    parts.update(source=source, reducer=make_reducer(None), detector=check, detector_name="bound")
+    return source.expressions[0].kind if source else "batch"
 
 
 def _compile_single(c: _Compiler, spec: RuleSpec, parts: dict[str, Any]) -> str:

@@ -142,28 +142,23 @@ class SpikeCheck:
         if math.isnan(value):
             return None  # a NaN batch is the nan_streak rule's business; a spike is a finite jump
         window: list[float] = mem.setdefault("w", [])
-        sigma, factor = self._sigma(value, window, mem, metric), self._factor(value, mem, metric)
-        breach = sigma if sigma is not None and sigma.breached else (
-            factor if factor is not None and factor.breached else None)
-        if breach is None and math.isfinite(value):
-            self._add(value, window, mem)
-        return breach or sigma or factor
-
-    def _sigma(self, value: float, window: list[float], mem: Memory, metric: str | None) -> Observation | None:
-        if self.sigma is None or len(window) < self.min_samples:
-            return None
-        n, total, squares = len(window), mem["s"], mem["q"]
-        mean = total / n
-        std = math.sqrt(max(squares / n - mean * mean, 0.0))
-        limit = mean + self.sigma * std
-        return Observation(value, limit, value > limit and std > 0 or math.isinf(value), metric, value - limit)
-
-    def _factor(self, value: float, mem: Memory, metric: str | None) -> Observation | None:
+        sigma_limit = factor_limit = None
+        if self.sigma is not None and len(window) >= self.min_samples:
+            n = len(window)
+            mean = mem["s"] / n
+            std = math.sqrt(max(mem["q"] / n - mean * mean, 0.0))
+            sigma_limit = mean + self.sigma * std
+            if (value > sigma_limit and std > 0) or value == math.inf:
+                return Observation(value, sigma_limit, True, metric, value - sigma_limit)
         top = mem.get("max")
-        if self.factor is None or top is None:
-            return None
-        limit = self.factor * top
-        return Observation(value, limit, value > limit, metric, value - limit)
+        if self.factor is not None and top is not None:
+            factor_limit = self.factor * top
+            if value > factor_limit:
+                return Observation(value, factor_limit, True, metric, value - factor_limit)
+        if value != math.inf and value != -math.inf:
+            self._add(value, window, mem)
+        limit = sigma_limit if sigma_limit is not None else factor_limit
+        return None if limit is None else Observation(value, limit, False, metric, value - limit)
 
     def _add(self, value: float, window: list[float], mem: Memory) -> None:
         window.append(value)

@@ -45,7 +45,11 @@ class RuleEngine:
         self.stale_rules = tuple(r for r in ruleset.rules if r.kind == "stale")
 
     def evaluate_batch(self, states: States, reading: BatchReading, now: float | None = None) -> list[RuleTransition]:
-        """Apply one batch reading of one rank to every batch rule (``now``: server time, for staleness)."""
+        """Apply one batch reading of one rank to every batch rule.
+
+        ``now`` (server time) feeds the stale-stream rules; a caller with many readings of a
+        rank at once passes it with the rank's last one only (the stream is alive either way).
+        """
         transitions: list[RuleTransition] = []
         step, epoch, rank = reading.step, reading.epoch, reading.rank
         for rule in self.batch_rules:
@@ -57,10 +61,18 @@ class RuleEngine:
                 continue
             state.last_step = step
             obs = rule.observe(reading, state, step, epoch)
-            if obs is not None:
+            if obs is None:
+                continue
+            if not obs.breached and state.status == "ok":  # the common case, inline: healthy, nothing to count
+                state.value, state.threshold = obs.value, obs.threshold
+                memory = state.memory
+                if memory.get("metric") != obs.metric:
+                    memory["metric"] = obs.metric
+            else:
                 self._apply(rule, state, obs, step, epoch, transitions)
-        for rule in self.stale_rules:
-            self._seen(states, rule, reading, now, transitions)
+        if now is not None:
+            for rule in self.stale_rules:
+                self._seen(states, rule, reading, now, transitions)
         return transitions
 
     def evaluate_epoch(self, states: States, reading: EpochReading, step: int | None = None) -> list[RuleTransition]:
@@ -90,11 +102,9 @@ class RuleEngine:
                     self._apply(rule, state, obs, state.last_step, state.last_epoch, transitions)
         return transitions
 
-    def _seen(self, states: States, rule: CompiledRule, reading: BatchReading, now: float | None,
+    def _seen(self, states: States, rule: CompiledRule, reading: BatchReading, now: float,
               transitions: list[RuleTransition]) -> None:
         """A record arrived: the stream is alive (healthy observation), remember when."""
-        if now is None:
-            return
         state = self._state(states, rule, reading.rank, transitions)
         if state.last_step is not None and reading.step <= state.last_step:
             return
