@@ -21,13 +21,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import decision, footprint, gpu, heavy_read, ingest, log_call, series_chart
+from benchmarks import decision, footprint, gpu, heavy_read, ingest, log_call, rules_cost, series_chart
 from benchmarks.common import REPO_ROOT, Result, peers_python, say
 from benchmarks.placement import Placement, parse_cpus
 from benchmarks.report import machine, render_table, write_json
 from benchmarks.sizes import FULL, SMOKE, Sizes
 
-NAMES = ("log_call", "ingest", "decision", "series", "heavy_read", "footprint", "gpu_overhead")
+NAMES = ("log_call", "ingest", "decision", "series", "heavy_read", "footprint", "gpu_overhead", "rules_cost")
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "latest.json"
 SMOKE_OUT = REPO_ROOT / "benchmarks" / "results" / "smoke.json"
 
@@ -49,6 +49,7 @@ class Suite:
             "series": lambda: series_chart.run(self.sizes, self.workdir),
             "heavy_read": lambda: heavy_read.run(self.sizes, self.workdir, self.placement),
             "gpu_overhead": lambda: gpu.run(self.sizes, self.workdir, self.smoke),
+            "rules_cost": lambda: rules_cost.run(self.sizes, self.workdir, self.smoke),
         }[name]
 
     def ingest_raw(self) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.compiled import CompiledRule
+from monitor.rules.detectors import BoundCheck
+from monitor.rules.ruleset import RuleSet
 
 LINE_COLOUR = "#1f5fa8"
 SEVERITY_COLOUR = {"pause": "#c62828", "warning": "#ef8a00"}
@@ -28,15 +30,26 @@ TITLES: dict[str, str] = {
     "loss": "Loss",
     "nan_count": "Non-finite values per batch",
     "grad_norm": "Gradient norm",
+    "attention_max_mean": "Attention peak (mean of each map's max)",
+    "attention_peak_ratio": "Attention peak / uniform (1 = uniform)",
+    "attention_entropy_norm": "Attention entropy / ln(cells) (1 = uniform)",
+    "stop_logit_mean": "Stop-logit mean",
+    "stop_logit_abs_mean": "Stop-logit |mean|",
+    "stop_prob_mean": "Stop probability (mean)",
+    "lora_norm_preclamp_mean": "HyperLoRA delta norm before the clamp (mean)",
+    "lora_norm_preclamp_max": "HyperLoRA delta norm before the clamp (max)",
 }
 
 # Which charts a rule's firing span is shaded on (besides the metric its event names).
 RULE_CHARTS: dict[str, tuple[str, ...]] = {
-    "lora_norm": ("lora_norm_max",),
+    "lora_norm": ("lora_norm_max", "lora_norm_preclamp_max"),
     "lora_growth": ("lora_norm_mean",),
-    "stop_saturation": ("stop_logit_var",),
-    "attention_weak": ("attention_max",),
-    "attention_collapse": ("attention_max", "attention_entropy"),
+    "stop_saturation": ("stop_logit_abs_mean", "stop_logit_mean"),
+    "stop_variance": ("stop_logit_var",),
+    "attention_weak": ("attention_max", "attention_max_mean"),
+    "attention_collapse": ("attention_max", "attention_max_mean", "attention_peak_ratio", "attention_entropy",
+                           "attention_entropy_norm"),
+    "loss_spike": ("loss",),
     "logit_range": ("logit_min", "logit_max"),
     "accuracy_drop": ("accuracy",),
     "nan_streak": ("nan_count",),
@@ -44,23 +57,43 @@ RULE_CHARTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def threshold_lines(thresholds: Thresholds) -> dict[str, list[dict[str, Any]]]:
-    """Per chart, the limits the rules compare it against (label, value, severity of the rule)."""
-    t = thresholds
+def threshold_lines(ruleset: RuleSet) -> dict[str, list[dict[str, Any]]]:
+    """Per chart, the bounds the rules compare it against (label, value, severity of the rule).
 
-    def line(key: str, value: float, rule: str) -> dict[str, Any]:
-        return {"key": key, "value": value, "rule": rule, "severity": t.severity_for(rule)}
+    Taken from the compiled rules: every bound on a plain reading (or its fallbacks) draws
+    a line on that reading's chart; ratios, reductions and growth have no line to draw.
+    """
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for rule in ruleset.rules:
+        for where, source, check in _bounds(rule):
+            for side in ("above", "below"):
+                bound = getattr(check, side)
+                if bound is None:
+                    continue
+                label = _bound_label(where.get(side) if side in where else where.get("outside"), side)
+                for expression in source.expressions:
+                    lines.setdefault(expression.text, []).append(
+                        {"key": label, "value": bound(None), "rule": rule.name, "severity": rule.severity})
+    return lines
 
-    return {
-        "lora_norm_max": [line("lora_max_norm", t.lora_max_norm, "lora_norm")],
-        "stop_logit_var": [line("stop_logit_var_min", t.stop_logit_var_min, "stop_saturation")],
-        "attention_max": [line("attention_healthy_min", t.attention_healthy_min, "attention_weak"),
-                          line("attention_collapse_threshold", t.attention_collapse_threshold,
-                               "attention_collapse")],
-        "attention_entropy": [line("attention_entropy_max", t.attention_entropy_max, "attention_collapse")],
-        "logit_max": [line("logit_clamp_threshold", t.logit_clamp_threshold, "logit_range")],
-        "logit_min": [line("-logit_clamp_threshold", -t.logit_clamp_threshold, "logit_range")],
-    }
+
+def _bounds(rule: CompiledRule) -> list[tuple[dict[str, Any], Any, BoundCheck]]:
+    """(spec part, source, bound check) of every plain bound in a rule."""
+    if rule.conditions:
+        return [(spec, cond.source, cond.check) for spec, cond in zip(rule.spec.get("any") or [], rule.conditions)]
+    if isinstance(rule.detector, BoundCheck) and rule.source is not None and rule.spec.get("reduce") is None:
+        spec = (rule.spec.get("any") or [rule.spec])[0]  # an any: of one condition compiles to a plain bound
+        return [(spec, rule.source, rule.detector)]
+    return []
+
+
+def _bound_label(bound: Any, side: str) -> str:
+    """The param's name (with a minus for a negated one) or the literal number."""
+    if isinstance(bound, list):
+        bound = bound[1] if side == "above" else bound[0]
+    if isinstance(bound, dict) and "param" in bound:
+        return ("-" if bound.get("scale", 1) < 0 else "") + bound["param"]
+    return f"{side} {bound}"
 
 
 def firing_spans(rule_events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,9 +9,12 @@ from sqlalchemy.orm import Session
 
 from dashboards.figures import decision_figure, firing_spans, metric_figure, span_shapes, threshold_lines
 from monitor.config_changes import CONFIG_CHANGED
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.describe import describe
+from monitor.rules.errors import RuleError
+from monitor.rules.ruleset import RuleSet
 from monitor.store import events, runs
 from monitor.store.models import Run
+from monitor.store.rule_states import load_states
 from monitor.store.series import SeriesWindow, list_deliveries, metrics_with_data, read_series
 
 EVENT_LIMIT = 5000
@@ -34,18 +37,18 @@ def list_page(session: Session, limit: int = 500) -> dict[str, Any]:
     return {"runs": [run_summary(run) for run in runs.list_runs(session, limit=limit)]}
 
 
-def effective_thresholds(run: Run) -> tuple[Thresholds, str | None]:
-    """The run's thresholds; a stored config that no longer validates shows defaults plus why."""
+def effective_rules(run: Run) -> tuple[RuleSet, str | None]:
+    """The run's rules; a stored config that no longer validates shows the shipped rules plus why."""
     try:
-        return Thresholds.from_run_config(run.config or {}), None
-    except ValueError as exc:
-        return Thresholds(), str(exc)
+        return RuleSet.from_run_config(run.config or {}), None
+    except RuleError as exc:
+        return RuleSet.from_run_config({}), str(exc)
 
 
 def run_page(session: Session, run: Run, max_points: int, progress: Progress | None = None) -> dict[str, Any]:
     """Everything the run page (and the report) draws: charts, limits, spans, decisions, alerts."""
-    thresholds, thresholds_error = effective_thresholds(run)
-    lines = threshold_lines(thresholds)
+    ruleset, thresholds_error = effective_rules(run)
+    lines = threshold_lines(ruleset)
     rule_events = events.list_rule_events(session, run.run_id, limit=EVENT_LIMIT)
     decisions = events.list_decisions(session, run.run_id, limit=EVENT_LIMIT)
     config_changes = [item for item in events.list_run_events(session, run.run_id, limit=EVENT_LIMIT)
@@ -61,7 +64,8 @@ def run_page(session: Session, run: Run, max_points: int, progress: Progress | N
              "decision_figure": decision_figure(decisions, run.last_step), "last_step": run.last_step,
              "live": False, "poll_ms": 0}
     return {
-        "run": run_summary(run), "config": run.config, "thresholds": thresholds.effective(),
+        "run": run_summary(run), "config": run.config,
+        "rules": describe(ruleset, load_states(session, run.run_id).values()),
         "thresholds_error": thresholds_error, "metrics": metrics, "rule_events": rule_events,
         "decisions": decisions, "spans": spans, "deliveries": list_deliveries(session, run.run_id),
         "config_changes": config_changes, "state": state,

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 
 from monitor import __version__
 from monitor.alerts.worker import DeliveryWorker
-from monitor.api import backtest, diagnostics, epochs, escalation, health, metrics, pages, runs, series, webhooks
+from monitor.api import (
+    backtest, diagnostics, epochs, escalation, health, metrics, pages, rules, runs, series, webhooks,
+)
 from monitor.api.decision_poll import DecisionPoll
 from monitor.api.docs import install_docs
 from monitor.api.errors import install_error_handlers
@@ -26,6 +28,7 @@ from monitor.gc_tuning import tune_gc
 from monitor.ingest.executors import ingest_executor
 from monitor.lifeline import SUPERVISOR_PID_ENV, die_with_parent, parent_from_env
 from monitor.settings import Settings, get_settings
+from monitor.stale_sweep import StaleSweeper
 from monitor.store.async_rows import AsyncRowReader, libpq_conninfo
 from monitor.store.database import Database, normalise_url
 from monitor.store.decision_listener import DecisionListener
@@ -55,11 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener = _decision_listener(settings, db)
         await app.state.ingest.start()
         worker.start()
+        sweeper = StaleSweeper(db, settings.public_url, settings.stale_sweep_seconds)
+        sweeper.start()
         if listener is not None:
             listener.start()
         try:
             yield
         finally:
+            sweeper.stop()
             if listener is not None:
                 await listener.stop()
             await app.state.ingest.close()
@@ -84,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_internal_error_handler(app)
     install_docs(app)
     add_body_schemas(app)
-    for module in (health, metrics, runs, diagnostics, epochs, series, escalation, backtest, webhooks, pages):
+    for module in (health, metrics, runs, rules, diagnostics, epochs, series, escalation, backtest, webhooks, pages):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(QueryStringLimit, max_bytes=settings.max_query_bytes)

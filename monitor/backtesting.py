@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from monitor.floats import encode_float
+from monitor.floats import encode_float, encode_tree
 from monitor.rules.backtest import BacktestResult, backtest
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.describe import param_source
+from monitor.rules.ruleset import RuleSet
 from monitor.store.database import Database
 from monitor.store.diagnostics import iter_batch_readings
 from monitor.store.epochs import iter_epoch_readings
@@ -47,17 +48,22 @@ def run_backtest(db: Database, run_id: str, overrides: dict[str, Any]) -> dict[s
     with db.read_session() as session:
         run = get_run(session, run_id)
         config = merge_config(run.config or {}, overrides)
-        thresholds = Thresholds.from_run_config(config)
-        result = backtest(thresholds, iter_batch_readings(session, run_id), iter_epoch_readings(session, run_id))
-    return summarise(run_id, thresholds, result)
+        ruleset = RuleSet.from_run_config(config)
+        # The run's escalation start (its PUT field) wins over the config's, as in the live decision.
+        start = run.escalation_start_epoch if run.escalation_start_epoch is not None else ruleset.escalation_start_epoch
+        result = backtest(ruleset, iter_batch_readings(session, run_id), iter_epoch_readings(session, run_id),
+                          start_epoch=start)
+    return summarise(run_id, ruleset, result, start)
 
 
-def summarise(run_id: str, thresholds: Thresholds, result: BacktestResult) -> dict[str, Any]:
+def summarise(run_id: str, ruleset: RuleSet, result: BacktestResult, start: int | None = None) -> dict[str, Any]:
     """The parts a person needs: first pause, firing spans, and each transition."""
     pause = result.first_pause
     return {
         "run_id": run_id,
-        "thresholds": thresholds.effective(),
+        "escalation_start_epoch": start,
+        "thresholds": encode_tree({name: param_source(ruleset, name) for name in ruleset.params}),
+        "config_report": encode_tree(ruleset.report),
         "batches": result.batches,
         "epochs": result.epochs,
         "first_pause": None if pause is None else {"step": pause.step, "epoch": pause.epoch,

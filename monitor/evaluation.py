@@ -7,6 +7,7 @@ state, the events, the decision and the outbox rows commit together or not at al
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,7 +17,8 @@ from monitor.alerts import outbox
 from monitor.metrics import observe_rules
 from monitor.rules.decision import Decision, decide
 from monitor.rules.engine import RuleEngine
-from monitor.rules.thresholds import Thresholds, ThresholdsCache, stored_config_thresholds
+from monitor.rules.config_sections import RuleSetCache
+from monitor.rules.ruleset import RuleSet
 from monitor.rules.types import BatchReading, EpochReading, RuleState, RuleTransition
 from monitor.store import events
 from monitor.store.decision_board import StoredAnswer, stage
@@ -24,38 +26,41 @@ from monitor.store.models import Run
 from monitor.store.rule_states import StateKey, load_states, save_states
 
 
-_THRESHOLDS = ThresholdsCache()
+_RULESETS = RuleSetCache()
 
 
-def thresholds_for(run: Run) -> Thresholds:
-    """Effective thresholds of a run (defaults overridden by its trainer config).
+def ruleset_for(run: Run) -> RuleSet:
+    """The run's effective rules (shipped file + its config), compiled once per process and config.
 
     By config digest from the process's cache, so ingestion does not load the config;
     runs stored before migration 0005 (no digest) read their config each time.
     """
     if run.config_sha256 is None:
-        return stored_config_thresholds(run.config or {})
-    return _THRESHOLDS.get(run.config_sha256, lambda: run.config or {})
+        return RuleSetCache.build(run.config)
+    return _RULESETS.get(run.config_sha256, lambda: run.config)
 
 
 def evaluate_batches(session: Session, run: Run, readings: Sequence[BatchReading], public_url: str) -> None:
     """Feed newly stored readings (in evaluation order) through the rules and persist what changed."""
     if not readings:
         return
-    thresholds = thresholds_for(run)
+    thresholds = ruleset_for(run)
     engine = RuleEngine(thresholds)
-    states = load_states(session, run.run_id)
+    states = load_states(session, run.run_id, ranks={reading.rank for reading in readings})
     transitions: list[RuleTransition] = []
-    for reading in readings:
-        transitions.extend(engine.evaluate_batch(states, reading))
+    now = time.time()
+    last_of_rank = {reading.rank: index for index, reading in enumerate(readings)}
+    for index, reading in enumerate(readings):
+        seen = now if last_of_rank[reading.rank] == index else None  # staleness needs a rank's last record only
+        transitions.extend(engine.evaluate_batch(states, reading, now=seen))
     observe_rules("batch", len(readings), transitions)
     _persist(session, run, states, transitions, thresholds, public_url)
 
 
 def evaluate_epoch(session: Session, run: Run, reading: EpochReading, public_url: str) -> None:
     """Feed one closed epoch through the epoch rules and persist what changed."""
-    thresholds = thresholds_for(run)
-    states = load_states(session, run.run_id)
+    thresholds = ruleset_for(run)
+    states = load_states(session, run.run_id, ranks=(reading.rank,))
     transitions = RuleEngine(thresholds).evaluate_epoch(states, reading)
     observe_rules("epoch", 1, transitions)
     if run.last_epoch is None or reading.epoch > run.last_epoch:
@@ -70,7 +75,7 @@ def _persist(
     run: Run,
     states: dict[StateKey, RuleState],
     transitions: list[RuleTransition],
-    thresholds: Thresholds,
+    thresholds: RuleSet,
     public_url: str,
 ) -> None:
     """Save states, record events, refresh the decision, and queue webhooks for what changed."""
@@ -100,11 +105,21 @@ def refresh_decision(session: Session, run: Run, public_url: str) -> None:
     Same bookkeeping as ingestion: the stored answer is rewritten, and a changed decision
     is recorded and alerted on.
     """
-    thresholds = thresholds_for(run)
-    _persist(session, run, load_states(session, run.run_id), [], thresholds, public_url)
+    _persist(session, run, load_states(session, run.run_id), [], ruleset_for(run), public_url)
 
 
-def decision_answer(run: Run, states: Iterable[RuleState], thresholds: Thresholds,
+def sweep_stale(session: Session, run: Run, public_url: str, now: float | None = None) -> int:
+    """Time sweep of the stale-stream rules for one run (caller holds the run's lock); transitions made."""
+    ruleset = ruleset_for(run)
+    states = load_states(session, run.run_id)
+    transitions = RuleEngine(ruleset).sweep(states, time.time() if now is None else now)
+    if transitions:
+        observe_rules("sweep", 0, transitions)
+        _persist(session, run, states, transitions, ruleset, public_url)
+    return len(transitions)
+
+
+def decision_answer(run: Run, states: Iterable[RuleState], thresholds: RuleSet,
                     for_epoch: int | None = None) -> tuple[Decision, dict[str, Any]]:
     """The decision and the whole ``GET /escalation/decision`` body (JSON-safe: NaN spelled out).
 
@@ -135,7 +150,7 @@ def answer_json(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
-def start_epoch(run: Run, thresholds: Thresholds) -> int | None:
+def start_epoch(run: Run, thresholds: RuleSet) -> int | None:
     """The run's escalation start epoch: the PUT field wins over ``meta_escalation.start_epoch``."""
     if run.escalation_start_epoch is not None:
         return run.escalation_start_epoch
@@ -161,6 +176,7 @@ def _transition_data(run: Run, item: RuleTransition, link: str) -> dict[str, Any
         "threshold": item.threshold,
         "step": item.step,
         "epoch": item.epoch,
+        "note": item.note,
         "decision": run.decision,
         "dashboard_url": link,
     }

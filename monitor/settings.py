@@ -65,6 +65,8 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="A heavy read waiting longer than this for a slot gets 503 with Retry-After."
     )
     webhook_poll_seconds: float = Field(default=0.5)
+    stale_sweep_seconds: float = Field(
+        default=30.0, ge=0, description="How often stale-stream rules (no record for N s) are swept; 0 = never.")
     webhook_max_attempts: int = Field(default=8)
     webhook_backoff_base_seconds: float = Field(default=1.0)
     webhook_timeout_seconds: float = Field(

@@ -169,7 +169,7 @@ def test_ingest_neither_loads_nor_rereads_the_config(database_url: str) -> None:
 
     from monitor import evaluation
     from monitor.ingest.work import store_batch
-    from monitor.rules.thresholds import Thresholds
+    from monitor.rules.config_sections import RuleSetCache
     from monitor.schemas.config_tree import check_config
     from monitor.settings import Settings
     from monitor.store import runs
@@ -180,28 +180,28 @@ def test_ingest_neither_loads_nor_rereads_the_config(database_url: str) -> None:
     db, settings = Database(database_url, pool_size=2), Settings(database_url=database_url)
     statements: list[str] = []
     built: list[object] = []
-    original = Thresholds.from_run_config.__func__  # type: ignore[attr-defined]
+    original = RuleSetCache.build
     try:
         config = check_config({"hyper_lora": {"lora_max_norm": 2.5}, "notes": "n" * 1000}, max_depth=32,
                               max_bytes=10**6)
         with db.write_session() as session:
             runs.upsert_run(session, "cached", runs.RunFields(config=config))
             runs.upsert_run(session, "bare", runs.RunFields())  # no config: hashed as {}
-        evaluation._THRESHOLDS = type(evaluation._THRESHOLDS)()  # this test's own cache, empty
+        evaluation._RULESETS = RuleSetCache()  # this test's own cache, empty
 
         def batch(step: int) -> bytes:
             return jsonlib.dumps({"records": [{"step": step, "epoch": 0, "lora_norm_max": 1.0}]}).encode()
 
         for run_id in ("cached", "bare"):
             store_batch(db, settings, run_id, batch(1), "application/json")  # fills the cache
-        Thresholds.from_run_config = classmethod(lambda cls, c: built.append(c) or original(cls, c))  # type: ignore
+        RuleSetCache.build = staticmethod(lambda c: built.append(c) or original(c))  # type: ignore[method-assign]
         event.listen(db.engine, "before_cursor_execute",
                      lambda conn, cursor, sql, params, context, many: statements.append(sql))
         for step in (2, 3):
             store_batch(db, settings, "cached", batch(step), "application/json")
             store_batch(db, settings, "bare", batch(step), "application/json")
     finally:
-        Thresholds.from_run_config = classmethod(original)  # type: ignore[method-assign]
+        RuleSetCache.build = staticmethod(original)  # type: ignore[method-assign]
         db.dispose()
     assert statements, "the listener saw the ingest transactions"
     reads_config = [sql for sql in statements if re.search(r"\bruns\.config\b(?!_)", sql)]

@@ -46,6 +46,8 @@ def test_report_is_self_contained(sqlite_service: LiveService, tmp_path: Path) -
     names = [shape["name"] for shape in attention["layout"]["shapes"]]
     assert "threshold:attention_collapse_threshold" in names and "span:attention_collapse:0" in names
     assert "attention_collapse" in html and "Effective thresholds" in html and "Decision timeline" in html
+    # The rules table (issue 17/18): each threshold with the trainer key it came from, or default.
+    assert "hyper_lora.lora_max_norm" in html and "(default)" in html and "Defaults in force" in html
 
 
 def test_report_unknown_run_fails_cleanly(sqlite_service: LiveService, tmp_path: Path) -> None:

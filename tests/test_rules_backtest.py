@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from monitor.rules import BatchReading, EpochReading, Thresholds, backtest
+from monitor.backtesting import merge_config
+from monitor.rules import BatchReading, EpochReading, RuleSet, backtest
 from monitor.scenarios import collapse_run, healthy_run, to_readings
+from tests.support.rules import rules_with
 
 COLLAPSE = collapse_run()
 HEALTHY = healthy_run()
+
+
+def config_with(config: dict, **knobs) -> RuleSet:
+    """The trace's config with some monitor knobs changed."""
+    return RuleSet.from_run_config(merge_config(config, {"monitor": knobs}))
 
 
 def fired_step(result, rule: str) -> int | None:
@@ -14,7 +21,7 @@ def fired_step(result, rule: str) -> int | None:
 
 
 def test_default_thresholds_pause_on_attention_collapse() -> None:
-    result = backtest(Thresholds.from_run_config(COLLAPSE.config), *to_readings(COLLAPSE))
+    result = backtest(RuleSet.from_run_config(COLLAPSE.config), *to_readings(COLLAPSE))
     assert result.first_pause is not None and "attention_collapse" in result.first_pause.rules
     assert result.first_pause.step == fired_step(result, "attention_collapse")
     assert result.batches == len(COLLAPSE.batches) and result.epochs == len(COLLAPSE.epochs)
@@ -24,11 +31,11 @@ def test_default_thresholds_pause_on_attention_collapse() -> None:
 
 def test_other_thresholds_change_when_rules_fire() -> None:
     batches, epochs = to_readings(COLLAPSE)
-    base = Thresholds.from_run_config(COLLAPSE.config)
+    base = RuleSet.from_run_config(COLLAPSE.config)
     default = backtest(base, batches, epochs)
-    stricter = backtest(base.model_copy(update={"attention_collapse_threshold": 0.01}), batches, epochs)
-    slower = backtest(base.model_copy(update={"batch_for": 40}), batches, epochs)
-    looser = backtest(base.model_copy(update={"attention_collapse_threshold": 0.3}), batches, epochs)
+    stricter = backtest(config_with(COLLAPSE.config, attention_collapse_threshold=0.01), batches, epochs)
+    slower = backtest(config_with(COLLAPSE.config, batch_for=40), batches, epochs)
+    looser = backtest(config_with(COLLAPSE.config, attention_collapse_threshold=0.3), batches, epochs)
     base_step = fired_step(default, "attention_collapse")
     assert fired_step(stricter, "attention_collapse") > base_step
     assert fired_step(slower, "attention_collapse") >= base_step + 30
@@ -37,23 +44,23 @@ def test_other_thresholds_change_when_rules_fire() -> None:
 
 def test_tight_thresholds_make_a_healthy_run_fire() -> None:
     batches, epochs = to_readings(HEALTHY)
-    assert backtest(Thresholds(), batches, epochs).transitions == []
-    tight = backtest(Thresholds(logit_clamp_threshold=25.0, severity={"logit_range": "pause"}), batches, epochs)
+    assert backtest(rules_with(), batches, epochs).transitions == []
+    tight = backtest(rules_with(logit_clamp_threshold=25.0, severity={"logit_range": "pause"}), batches, epochs)
     assert fired_step(tight, "logit_range") is not None and tight.first_pause is not None
 
 
 def test_severity_override_moves_the_first_pause() -> None:
     batches, epochs = to_readings(COLLAPSE)
-    base = Thresholds.from_run_config(COLLAPSE.config)
-    earlier = backtest(base.model_copy(update={"severity": {"stop_saturation": "pause"}}), batches, epochs)
-    assert earlier.first_pause.rules == ("stop_saturation",)
+    base = RuleSet.from_run_config(COLLAPSE.config)
+    earlier = backtest(config_with(COLLAPSE.config, severity={"attention_weak": "pause"}), batches, epochs)
+    assert earlier.first_pause.rules == ("attention_weak",)
     assert earlier.first_pause.step < backtest(base, batches, epochs).first_pause.step
 
 
 def test_epoch_summary_applies_after_last_batch_of_its_epoch() -> None:
     batches = [BatchReading(step=s, epoch=s // 5) for s in range(15)]
     epochs = [EpochReading(epoch=e, max_nan_streak=9 if e == 1 else 0) for e in range(3)]
-    result = backtest(Thresholds(), iter(batches), (e for e in epochs))  # plain iterators: streaming
+    result = backtest(rules_with(), iter(batches), (e for e in epochs))  # plain iterators: streaming
     kinds = [(t.rule, t.kind, t.step, t.epoch) for t in result.transitions]
     assert kinds == [("nan_streak", "fired", 9, 1)]
     assert result.first_pause.step == 9 and result.first_pause.epoch == 1
@@ -63,13 +70,20 @@ def test_epoch_summary_applies_after_last_batch_of_its_epoch() -> None:
 def test_pause_waits_for_escalation_start_epoch() -> None:
     batches = [BatchReading(step=s, epoch=s // 5) for s in range(30)]
     epochs = [EpochReading(epoch=e, max_nan_streak=9) for e in range(6)]
-    result = backtest(Thresholds(escalation_start_epoch=4), batches, epochs)
+    result = backtest(rules_with(escalation_start_epoch=4), batches, epochs)
     assert result.first_pause.epoch == 4 and result.first_pause.step == 20
     assert fired_step(result, "nan_streak") == 4
 
 
 def test_spans_merge_ranks() -> None:
     two = collapse_run(ranks=2, epochs=70)
-    result = backtest(Thresholds.from_run_config(two.config), *to_readings(two))
+    result = backtest(RuleSet.from_run_config(two.config), *to_readings(two))
     rank_fired = {t.rank for t in result.transitions if t.rule == "attention_collapse" and t.kind == "fired"}
     assert rank_fired == {0, 1} and len(result.spans["attention_collapse"]) == 1
+
+
+def test_backtest_honours_an_explicit_escalation_start() -> None:
+    batches = [BatchReading(step=s, epoch=s // 5) for s in range(30)]
+    epochs = [EpochReading(epoch=e, max_nan_streak=9) for e in range(6)]
+    result = backtest(rules_with(escalation_start_epoch=1), batches, epochs, start_epoch=5)
+    assert result.first_pause.epoch == 5, "the run's own start (PUT field) wins over the config's"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-from monitor.rules import BatchReading, RuleEngine, RuleState, Thresholds, decide
+from monitor.rules import BatchReading, RuleEngine, RuleSet, RuleState, decide
+from tests.support.rules import rules_with
 
-T = Thresholds()
+T = rules_with()
 
 
 def firing(rule: str, rank: int = 0, value: float = 0.01, since_step: int = 100, since_epoch: int = 4,
@@ -37,7 +38,8 @@ def test_firing_pause_rule_pauses_with_full_reason() -> None:
                       T, current_epoch=50, current_step=1250, escalation_start_epoch=30)
     assert (decision.decision, decision.health, decision.note) == ("pause", "paused", None)
     (reason,) = decision.reasons
-    assert reason == {"rule": "attention_collapse", "metric": "attention_max", "value": 0.01, "threshold": 0.1,
+    # The rule's first reading is now the trainer's own peak, the mean over maps of each map's max (issue 18.2).
+    assert reason == {"rule": "attention_collapse", "metric": "attention_max_mean", "value": 0.01, "threshold": 0.1,
                       "since_step": 100, "since_epoch": 4, "rank": 1, "severity": "pause", "status": "firing"}
     actions = {a["action"]: a for a in decision.actions}
     assert actions["scale_hyperlora_delta"]["factor"] == 0.5 and actions["scale_learning_rate"]["factor"] == 0.5
@@ -60,7 +62,7 @@ def test_unknown_current_epoch_does_not_hold_back_a_pause() -> None:
 
 
 def test_severity_override_changes_the_decision() -> None:
-    strict = Thresholds(severity={"lora_norm": "pause", "attention_collapse": "warning"})
+    strict = rules_with(severity={"lora_norm": "pause", "attention_collapse": "warning"})
     decision = decide([firing("lora_norm"), firing("attention_collapse")], strict, 5, 100, None)
     assert decision.decision == "pause" and [r["rule"] for r in decision.reasons] == ["lora_norm"]
     assert [w["rule"] for w in decision.warnings] == ["attention_collapse"]
@@ -90,3 +92,9 @@ def test_reasons_are_ordered_oldest_first() -> None:
     decision = decide(states, T, 10, 1000, None)
     assert [(r["rule"], r["rank"]) for r in decision.reasons] == [
         ("attention_collapse", 0), ("attention_collapse", 2), ("nan_streak", 0)]
+
+
+def test_disabled_meta_escalation_is_noted() -> None:
+    ruleset = RuleSet.from_run_config({"training": {"meta_escalation": {"enabled": False}}})
+    decision = decide([], ruleset, 3, 10, None)
+    assert decision.decision == "continue" and "disables meta-escalation" in decision.note

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from monitor.rules.engine import RuleEngine
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.ruleset import RuleSet
 from monitor.rules.types import BatchReading
 from tests.support.service import LiveService
 
@@ -37,7 +37,7 @@ def _decision(service: LiveService, run_id: str = "s") -> str:
 
 
 def test_the_engine_cursor_is_segment_aware() -> None:
-    engine, states = RuleEngine(Thresholds()), {}
+    engine, states = RuleEngine(RuleSet.from_run_config({})), {}
     engine.evaluate_batch(states, BatchReading(step=100, epoch=0, loss=1.0))
     engine.evaluate_batch(states, BatchReading(step=5, epoch=0, loss=1.0, segment=1))
     assert {(s.last_segment, s.last_step) for s in states.values()} == {(1, 5)}

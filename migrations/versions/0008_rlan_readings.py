@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 
 revision = '0008_rlan_readings'
-down_revision = '0006_webhook_claims'
+down_revision = '0007_rules_data'
 branch_labels = None
 depends_on = None
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.api.deps import DbDep, require_token
 from monitor.api.errors import InvalidConfig, validation_error
 from monitor.api.runs import RunId
 from monitor.backtesting import run_backtest
-from monitor.rules.thresholds import ConfigError
+from monitor.rules.config_sections import ConfigError
+from monitor.rules.errors import RuleError
 from monitor.schemas.text import check_json_tree
 
 router = APIRouter(prefix="/api/v1/runs", tags=["backtest"], dependencies=[Depends(require_token)])
@@ -38,5 +40,7 @@ def backtest_run(run_id: RunId, body: BacktestRequest, db: DbDep) -> dict[str, A
     except ConfigError as exc:  # one 422 item per bad key path, located, repeating no value
         raise validation_error([(("body", "config", *item.loc), item.msg, item.type)
                                 for item in exc.problems]) from None
+    except RuleError as exc:  # locs are paths in the merged config (the run's plus the overrides)
+        raise RequestValidationError(exc.prefixed(["body", "config"])) from None
     except ValueError as exc:
         raise InvalidConfig(str(exc)) from exc

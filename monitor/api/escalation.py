@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.deps import DbDep, require_token
-from monitor.evaluation import answer_json, decision_answer, thresholds_for
+from monitor.evaluation import answer_json, decision_answer, ruleset_for
 from monitor.schemas.diagnostics import MAX_INDEX
 from monitor.metrics import observe_decision
 from monitor.schemas.escalation import DecisionAnswer
@@ -92,5 +92,5 @@ def _computed_answer(db: Database, run_id: str, epoch: int | None = None) -> tup
     with db.read_session() as session:
         run = runs.get_run(session, run_id)
         states = load_states(session, run_id).values()
-        verdict, answer = decision_answer(run, states, thresholds_for(run), for_epoch=epoch)
+        verdict, answer = decision_answer(run, states, ruleset_for(run), for_epoch=epoch)
     return verdict.decision, answer_json(answer)

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from monitor.api.deps import DbDep, SettingsDep, require_token
 from monitor.api.errors import validation_error
 from monitor.api.paging import Limit, Offset
+from monitor.api.rules import checked_ruleset
 from monitor.config_changes import record_config_change
 from monitor.evaluation import dashboard_link, refresh_decision
-from monitor.rules.thresholds import ConfigError, Thresholds
+from monitor.rules.config_sections import ConfigError, check_sections, readable_sections
+from monitor.rules.ruleset import RuleSet
 from monitor.schemas.config_tree import CheckedConfig, check_config
 from monitor.schemas.runs import RUN_ID_PATTERN, RunCreated, RunOut, RunUpsert
 from monitor.schemas.text import StorableStr
@@ -29,8 +31,8 @@ def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, settings: SettingsDep,
     A changed config replaces the stored one and is recorded as a ``config.changed`` run
     event (what changed, from what, and what it did to the decision).
     """
-    fields = runs.RunFields(body.name, body.project, _checked_config(body.config, settings),
-                            body.escalation_start_epoch)
+    checked, ruleset = _checked_config(body.config, settings)
+    fields = runs.RunFields(body.name, body.project, checked, body.escalation_start_epoch)
     try:
         with db.write_session() as session:
             upserted = runs.upsert_run(session, run_id, fields)
@@ -44,20 +46,22 @@ def upsert_run(run_id: RunId, body: RunUpsert, db: DbDep, settings: SettingsDep,
     except runs.ConfigNotStored as exc:
         raise validation_error([(("body", "config"), str(exc), "value_error")]) from None
     response.status_code = status.HTTP_201_CREATED if upserted.created else status.HTTP_200_OK
-    return {**out, "created": upserted.created}
+    if ruleset is None:  # no config sent: report on the one stored
+        ruleset = checked_ruleset(readable_sections(out.get("config")), stored=True)
+    return {**out, "created": upserted.created, "config_report": ruleset.report}
 
 
-def _checked_config(config: dict[str, Any] | None, settings: Settings) -> CheckedConfig | None:
-    """The config within bounds and with usable thresholds, or a 422 naming each bad key path."""
+def _checked_config(config: dict[str, Any] | None, settings: Settings) -> tuple[CheckedConfig | None, RuleSet | None]:
+    """The config within bounds, with mapping sections and usable rules, or a 422 naming each bad key path."""
     if config is None:
-        return None
+        return None, None
     try:
         checked = check_config(config, max_depth=settings.max_config_depth, max_bytes=settings.max_config_bytes)
-        Thresholds.from_run_config(config)
+        check_sections(config)
     except ConfigError as exc:
         raise validation_error([(("body", "config", *item.loc), item.msg, item.type)
                                 for item in exc.problems]) from None
-    return checked
+    return checked, checked_ruleset(config)
 
 
 @router.get("", response_model=list[RunOut])

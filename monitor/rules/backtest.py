@@ -1,4 +1,4 @@
-"""Replay a recorded run under (possibly different) thresholds: when would rules have fired?
+"""Replay a recorded run under (possibly different) rules: when would rules have fired?
 
 Streaming: batches and epoch summaries are consumed lazily, one at a time, in the order a
 live run would deliver them. Batches must come in step order and summaries in epoch
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from monitor.rules.engine import RuleEngine, StateKey
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.ruleset import RuleSet
 from monitor.rules.types import BatchReading, EpochReading, RuleState, RuleTransition
 
 Span = tuple[int | None, int | None]
@@ -47,9 +47,9 @@ class BacktestResult:
 class _Replay:
     """Incremental bookkeeping of one backtest (O(1) per reading)."""
 
-    def __init__(self, thresholds: Thresholds) -> None:
-        self.thresholds = thresholds
-        self.engine = RuleEngine(thresholds)
+    def __init__(self, ruleset: RuleSet, start_epoch: int | None) -> None:
+        self.start_epoch = start_epoch
+        self.engine = RuleEngine(ruleset)
         self.result = BacktestResult()
         self.firing_ranks: dict[str, set[int]] = {}
         self.firing_pause: set[StateKey] = set()
@@ -98,7 +98,7 @@ class _Replay:
         """Same gate as :func:`monitor.rules.decision.decide`, kept incrementally."""
         if self.result.first_pause is not None or not self.firing_pause:
             return
-        start = self.thresholds.escalation_start_epoch
+        start = self.start_epoch
         if start is not None and self.epoch is not None and self.epoch < start:
             return
         rules = tuple(sorted({rule for rule, _ in self.firing_pause}))
@@ -119,11 +119,21 @@ class _Lookahead:
             yield item
 
 
+_FROM_CONFIG = object()
+
+
 def backtest(
-    thresholds: Thresholds, batches: Iterable[BatchReading], epochs: Iterable[EpochReading]
+    ruleset: RuleSet,
+    batches: Iterable[BatchReading],
+    epochs: Iterable[EpochReading],
+    start_epoch: int | None | object = _FROM_CONFIG,
 ) -> BacktestResult:
-    """Replay ``batches`` and ``epochs`` through a fresh engine under ``thresholds``."""
-    replay = _Replay(thresholds)
+    """Replay ``batches`` and ``epochs`` through a fresh engine under ``ruleset``.
+
+    ``start_epoch``: the run's escalation start (the PUT field); by default the config's.
+    """
+    start = ruleset.escalation_start_epoch if start_epoch is _FROM_CONFIG else start_epoch
+    replay = _Replay(ruleset, start)  # type: ignore[arg-type]
     summaries = _Lookahead(epochs)
     for reading in batches:
         for summary in summaries.pop_before(reading.epoch):

@@ -16,19 +16,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from monitor.floats import encode_tree
-from monitor.rules.engine import RULES_BY_NAME
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.ruleset import RuleSet
 from monitor.rules.types import RuleState
 
-HALVE_DELTA = {"action": "scale_hyperlora_delta", "factor": 0.5}
-HALVE_LR = {"action": "scale_learning_rate", "factor": 0.5}
+# Added whenever the decision is pause; other remedies come from each rule's ``actions``.
 HOLD = {"action": "hold_meta_escalation"}
-# Recommended remedies per firing rule; HOLD is added whenever the decision is pause.
-_REMEDIES: dict[str, tuple[dict[str, Any], ...]] = {
-    "attention_collapse": (HALVE_DELTA, HALVE_LR),
-    "lora_norm": (HALVE_DELTA,),
-    "lora_growth": (HALVE_DELTA,),
-}
 
 
 @dataclass
@@ -53,20 +45,22 @@ class Decision:
 
 def decide(
     states: Iterable[RuleState],
-    thresholds: Thresholds,
+    ruleset: RuleSet,
     current_epoch: int | None,
     current_step: int | None,
     escalation_start_epoch: int | None,
     for_epoch: int | None = None,
 ) -> Decision:
-    """Fold rule states into one decision; usually ``escalation_start_epoch=thresholds.escalation_start_epoch``."""
+    """Fold rule states into one decision; usually ``escalation_start_epoch=ruleset.escalation_start_epoch``.
+
+    States of rules the run no longer has (disabled, renamed) are left out.
+    """
     firing: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
     for state in states:
-        if state.status == "firing":
-            firing.append(_reason(state, thresholds))
-        elif state.status == "pending":
-            pending.append(_reason(state, thresholds))
+        if state.rule not in ruleset.by_name or state.status == "ok":
+            continue
+        (firing if state.status == "firing" else pending).append(_reason(state, ruleset))
     firing.sort(key=_order)
     pending.sort(key=_order)
     asked = current_epoch if for_epoch is None else for_epoch
@@ -75,16 +69,19 @@ def decide(
     warnings = firing if gated else [r for r in firing if r["severity"] != "pause"]
     verdict: Literal["continue", "pause"] = "pause" if blocking else "continue"
     health: Literal["ok", "warning", "paused"] = "paused" if blocking else ("warning" if warnings else "ok")
-    note = None
+    notes = []
     if gated:
-        note = f"meta-escalation starts at epoch {escalation_start_epoch}; rules are still evaluated"
+        notes.append(f"meta-escalation starts at epoch {escalation_start_epoch}; rules are still evaluated")
+    if not ruleset.escalation_enabled:
+        notes.append("the trainer's config disables meta-escalation (training.meta_escalation.enabled: false)")
+    note = "; ".join(notes) or None
     return Decision(
         decision=verdict,
         health=health,
         reasons=blocking,
         warnings=warnings,
         pending=pending,
-        actions=_actions(firing, pause=bool(blocking)),
+        actions=_actions(firing, ruleset, pause=bool(blocking)),
         note=note,
         current_epoch=current_epoch,
         current_step=current_step,
@@ -92,10 +89,10 @@ def decide(
     )
 
 
-def _reason(state: RuleState, thresholds: Thresholds) -> dict[str, Any]:
-    """One state as a reason row (unknown rule names keep their own name as metric)."""
-    rule = RULES_BY_NAME.get(state.rule)
-    metric = state.memory.get("metric") or (rule.metric if rule else state.rule)
+def _reason(state: RuleState, ruleset: RuleSet) -> dict[str, Any]:
+    """One state as a reason row, naming the metric the rule actually read."""
+    rule = ruleset.by_name[state.rule]
+    metric = state.memory.get("metric") or rule.metric
     return {
         "rule": state.rule,
         "metric": metric,
@@ -104,7 +101,7 @@ def _reason(state: RuleState, thresholds: Thresholds) -> dict[str, Any]:
         "since_step": state.since_step,
         "since_epoch": state.since_epoch,
         "rank": state.rank,
-        "severity": thresholds.severity_for(state.rule),
+        "severity": rule.severity,
         "status": state.status,
     }
 
@@ -116,11 +113,11 @@ def _order(reason: dict[str, Any]) -> tuple:
     return (since_epoch, since_step, reason["rule"], reason["rank"])
 
 
-def _actions(firing: list[dict[str, Any]], pause: bool) -> list[dict[str, Any]]:
+def _actions(firing: list[dict[str, Any]], ruleset: RuleSet, pause: bool) -> list[dict[str, Any]]:
     """Deduplicated remedies, each naming the rules that call for it."""
     by_action: dict[str, dict[str, Any]] = {}
     for reason in firing:
-        for remedy in _REMEDIES.get(reason["rule"], ()):
+        for remedy in ruleset.by_name[reason["rule"]].actions:
             entry = by_action.setdefault(remedy["action"], {**remedy, "because": []})
             if reason["rule"] not in entry["because"]:
                 entry["because"].append(reason["rule"])

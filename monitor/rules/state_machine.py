@@ -11,62 +11,33 @@ Observation policy (shared by all rules):
   state does not change at all, neither towards firing nor towards resolving;
 * a NaN reading of a bounded metric is a *breach*: NaN logits/norms/variances mean the
   model is already unhealthy, and comparisons with NaN would otherwise read as healthy.
+
+Which readings a rule observes and how it judges them is data (``monitor.rules.spec``);
+this module only owns the lifecycle.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
 
-from monitor.rules.thresholds import Thresholds
+from monitor.rules.detectors import Observation
 from monitor.rules.types import RuleState, RuleTransition, Severity
 
-RuleKind = Literal["batch", "epoch"]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One rule's verdict on one reading; ``metric`` overrides the rule's default metric."""
-
-    value: float | None
-    threshold: float | None
-    breached: bool
-    metric: str | None = None
+__all__ = ["Observation", "Span", "above", "advance", "below"]
 
 
 @dataclass(frozen=True)
 class Span:
-    """How many consecutive breaches fire a rule and healthy readings resolve it."""
+    """How many consecutive breaches fire a rule and healthy observations resolve it.
+
+    ``keep_firing_for`` (Prometheus' name) keeps a firing rule firing for that many more
+    healthy observations after the resolve span is met, so a recovering run does not flap.
+    """
 
     for_count: int
     resolve_count: int
-
-
-class Rule:
-    """Base of one policy (Optuna-pruner style: one small class per rule).
-
-    Subclasses set ``name``/``metric``/``kind`` and implement :meth:`observe`; they keep
-    any working state in ``state.memory`` (JSON-serialisable, bounded in size).
-    """
-
-    name: ClassVar[str] = ""
-    metric: ClassVar[str] = ""
-    kind: ClassVar[RuleKind] = "batch"
-
-    def severity(self, thresholds: Thresholds) -> Severity:
-        """Default severity, unless the run's config overrides it."""
-        return thresholds.severity_for(self.name)
-
-    def span(self, thresholds: Thresholds) -> Span:
-        """Batch rules see many noisy readings, epoch rules few: different spans."""
-        if self.kind == "batch":
-            return Span(thresholds.batch_for, thresholds.batch_resolve)
-        return Span(thresholds.epoch_for, thresholds.epoch_resolve)
-
-    def observe(self, reading: Any, state: RuleState, thresholds: Thresholds) -> Observation | None:
-        """The verdict on ``reading``, or None when the reading says nothing about this rule."""
-        raise NotImplementedError
+    keep_firing_for: int = 0
 
 
 def above(value: float, bound: float) -> bool:
@@ -133,7 +104,7 @@ def _on_healthy(state: RuleState, span: Span) -> bool:
         _reset(state)
     elif state.status == "firing":
         state.stable_count += 1
-        if state.stable_count >= span.resolve_count:
+        if state.stable_count >= span.resolve_count + span.keep_firing_for:
             _reset(state)
             return True
     return False

@@ -5,6 +5,7 @@ No I/O here: the store turns rows into these and back, so rules stay pure functi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,9 +14,14 @@ Severity = Literal["warning", "pause"]
 TransitionKind = Literal["fired", "resolved"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class BatchReading:
-    """One stored per-batch record; a missing reading is None, NaN stays NaN."""
+    """One stored per-batch record; a missing reading is None, NaN stays NaN.
+
+    Not frozen, on purpose: a frozen dataclass sets each of its 20 fields through
+    ``object.__setattr__`` (4.6 us a record against 1.2 us here), and one is built per
+    stored record. Treat it as read-only all the same.
+    """
 
     step: int
     epoch: int
@@ -34,9 +40,20 @@ class BatchReading:
     loss: float | None = None
     nan_count: float | None = None
     grad_norm: float | None = None
+    # Issue 18 readings (design section 1): size-free attention, stop means, pre-clamp LoRA norm.
+    attention_max_mean: float | None = None
+    attention_peak_ratio: float | None = None
+    attention_entropy_norm: float | None = None
+    stop_logit_mean: float | None = None
+    stop_logit_abs_mean: float | None = None
+    stop_prob_mean: float | None = None
+    lora_norm_preclamp_mean: float | None = None
+    lora_norm_preclamp_max: float | None = None
+    # The trainer's own readings (``extra.NAME`` in rule expressions).
+    extra: Mapping[str, float | None] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EpochReading:
     """One closed epoch of one rank."""
 
@@ -47,8 +64,8 @@ class EpochReading:
     grad_explosion_events: int | None = None
     lr_backoff_events: int | None = None
     max_nan_streak: int | None = None
-    # The trainer's further figures (epoch.extra.NAME in rules): numbers or short vectors.
-    extra: dict[str, float | list[float]] = field(default_factory=dict)
+    # ``epoch.extra.NAME``: a scalar or a short vector (``max(..)``/``min(..)``/``mean(..)``).
+    extra: Mapping[str, float | list[float] | None] | None = None
 
 
 @dataclass
@@ -72,6 +89,8 @@ class RuleState:
     last_segment: int = 0  # the segment of last_step
     last_epoch: int | None = None
     memory: dict[str, Any] = field(default_factory=dict)
+    # Digest of the rule's definition + resolved params; a change resets the state.
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,3 +106,4 @@ class RuleTransition:
     threshold: float | None
     step: int | None
     epoch: int | None
+    note: str | None = None

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.rules.thresholds import ConfigError, ConfigProblem
+from monitor.rules.config_sections import ConfigError, ConfigProblem
 
 MAX_EXACT_INT = 2**53 - 1  # Number.MAX_SAFE_INTEGER
 

@@ -52,3 +52,5 @@ class RunCreated(RunOut):
     """PUT answer: the run plus whether this call created it."""
 
     created: bool
+    # Which trainer keys gave each threshold, which are defaults, phases, rules added/overridden/disabled.
+    config_report: dict[str, Any] | None = None

@@ -177,6 +177,7 @@ def record_to_reading(record: DiagnosticRecord, segment: int = 0) -> BatchReadin
         epoch=record.epoch,
         rank=record.rank,
         segment=segment,
+        extra=record.extra or None,
         **{name: getattr(record, name) for name in ENGINE_READINGS},
     )
 
@@ -202,7 +203,8 @@ def iter_batch_readings(session: Session, run_id: str, chunk: int = 5000) -> Ite
     )
     for row in session.scalars(query):
         readings = row_readings(row)
-        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, segment=row.segment,
+        extra = {key: decode_float(val) for key, val in row.extra.items()} if row.extra else None
+        yield BatchReading(step=row.step, epoch=row.epoch, rank=row.rank, segment=row.segment, extra=extra,
                            **{name: readings[name] for name in ENGINE_READINGS})
 
 

@@ -24,7 +24,7 @@ def add_rule_events(session: Session, run_id: str, transitions: Sequence[RuleTra
                 rank=item.rank,
                 kind=item.kind,
                 severity=item.severity,
-                metric=item.metric,
+                metric=item.metric[:200],
                 value=None if value is None else str(value),
                 threshold=item.threshold,
                 step=item.step,

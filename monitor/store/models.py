@@ -188,6 +188,8 @@ class RuleStateRow(Base):
     rank: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="ok")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Digest of the rule's definition + resolved params the state was built under (NULL: before 0007).
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -202,7 +204,8 @@ class RuleEvent(Base):
     rank: Mapped[int] = mapped_column(Integer, default=0)
     kind: Mapped[str] = mapped_column(String(16))
     severity: Mapped[str] = mapped_column(String(16))
-    metric: Mapped[str] = mapped_column(String(64))
+    # The expression the rule actually read (e.g. "growth(lora_norm_mean / extra.hyperlora_delta_scale)").
+    metric: Mapped[str] = mapped_column(String(200))
     value: Mapped[str | None] = mapped_column(String(40), nullable=True)
     threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
     step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
