@@ -1,7 +1,9 @@
 """A real HTTP webhook receiver on loopback that records what it gets.
 
-It can be told to answer errors for the next N requests, to be slow, or to be down
-(its socket closed, so senders get "connection refused") and come back on the same port.
+It can be told to answer errors for the next N requests, to hold requests open until the
+test lets them go (``hold()`` / ``let_go()``: the test, not a clock, decides when a send
+ends), or to be down (its socket closed, so senders get "connection refused") and come back
+on the same port.
 
 It can also trickle (``trickle = "headers"`` or ``"body"``): send the status line, then
 one byte every ``trickle_interval`` seconds -- of a never-ending header, or of the body
@@ -59,7 +61,8 @@ class Receiver:
         self.fail_remaining = 0
         self.fail_status = 500
         self.fail_body = b'{"error":"told to fail"}'
-        self.delay = 0.0
+        self.holding = False  # True: new requests get no answer until let_go()
+        self._let_go = threading.Event()
         self.trickle: str | None = None  # None, "headers" or "body"
         self.trickle_interval = 0.2
         self.release = threading.Event()  # set: trickles finish, new requests are answered at once
@@ -92,7 +95,9 @@ class Receiver:
         self.stop()
 
     def stop(self) -> None:
-        """Go down: close the listening socket (connections are refused until ``start``)."""
+        """Go down: close the listening socket (connections are refused until ``start``);
+        held requests are let go so no handler thread outlives the test."""
+        self.let_go()
         if self._server is None:
             return
         self._server.shutdown()
@@ -103,6 +108,16 @@ class Receiver:
         """Answer ``status`` to the next ``count`` requests."""
         with self._cond:
             self.fail_remaining, self.fail_status = count, status
+
+    def hold(self) -> None:
+        """Answer nothing to requests arriving from now on until ``let_go()``."""
+        self._let_go.clear()
+        self.holding = True
+
+    def let_go(self) -> None:
+        """Answer every held request now, and later ones at once."""
+        self.holding = False
+        self._let_go.set()
 
     def _decide(self) -> int:
         with self._cond:
@@ -131,12 +146,17 @@ class Receiver:
             item.abandoned = abandoned
             self._cond.notify_all()
 
+    def held_connected(self) -> int:
+        """Requests still open whose sender is still connected (it has not given up)."""
+        with self._cond:
+            return sum(_still_open(sock) for socks in self._open.values() for sock in socks)
+
     def abandoned(self) -> list[Received]:
         """Trickled answers the sender hung up on."""
         return [item for item in self.snapshot() if item.abandoned]
 
     def open_count(self) -> int:
-        """Requests whose answer is still being trickled."""
+        """Requests whose answer is still being trickled or held."""
         with self._cond:
             return sum(len(socks) for socks in self._open.values())
 
@@ -185,9 +205,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 receiver._leave(item, self.connection, abandoned=not self._trickle(status))
                 return
             receiver._arrive(item, self.connection)
+            if receiver.holding:
+                receiver._let_go.wait()
             receiver._leave(item, self.connection, abandoned=False)
-            if receiver.delay:
-                time.sleep(receiver.delay)
             payload = b'{"ok":true}' if status < 300 else receiver.fail_body
             try:
                 self.send_response(status)
@@ -196,7 +216,7 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(payload)
             except OSError:
-                pass  # the sender gave up (timeout) while we were slow
+                pass  # the sender gave up (or died) while we held it
 
         def _trickle(self, status: int) -> bool:
             """Trickle an answer until released (True) or the sender hangs up (False)."""
