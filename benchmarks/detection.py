@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subset", choices=["fast"], default=None, help="the CI subset (default: whole corpus)")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the service child is stopped too
     with tempfile.TemporaryDirectory(prefix="detection-") as tmp:
         result = run(args.subset, Path(tmp))
     print(result["tables"]["traces"])

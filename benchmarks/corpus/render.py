@@ -61,8 +61,8 @@ def render(spec: Spec) -> CorpusTrace:
         for rank in range(spec.ranks):
             summary, cooldown[rank] = _summary(spec, config, rng, epoch, rank, rank in bad, rows[rank], cooldown[rank])
             summaries.append(summary)
-    clean = [min(spec.levels(config, epoch + 1.0, rank in bad)["eval_acc"] for rank in range(spec.ranks))
-             for epoch in range(spec.epochs)]
+    # the failing ranks' accuracy is what falls (a healthy rank beside it hides nothing)
+    clean = [spec.levels(config, epoch + 1.0, bool(bad))["eval_acc"] for epoch in range(spec.epochs)]
     return CorpusTrace(spec.name, spec.kind, spec.label, spec.onset, config, records, summaries, clean,
                        asked_epochs=spec.epochs, notes=spec.notes, tags=spec.tags,
                        meta={"batches_per_epoch": spec.batches, "ranks": spec.ranks, "collapsing_ranks": sorted(bad),

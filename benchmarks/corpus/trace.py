@@ -20,7 +20,7 @@ class CorpusTrace:
     """A whole run as the trainer would send it, plus its label and the truth needed to score it.
 
     ``records``: per-batch diagnostic records (all ranks, step order). ``epochs``: epoch summaries
-    (one per rank and epoch). ``clean_accuracy``: the noise-free accuracy per epoch (worst rank),
+    (one per rank and epoch). ``clean_accuracy``: the noise-free accuracy per epoch (of a failing rank),
     so the "drop" used for scoring is the designed one, not a noisy eval dip. ``asked_epochs``:
     how many epochs the trainer keeps asking the gate (a stale trainer keeps asking after it
     stopped reporting).
