@@ -33,8 +33,9 @@ CHUNK = 500  # records per POST: a trainer client batches like this
 def _answer(epoch: int, body: dict[str, Any]) -> EpochAnswer:
     firing = [r for r in (body.get("reasons") or []) + (body.get("warnings") or [])]
     rules = tuple(sorted({str(r.get("rule")) for r in firing}))
+    pausing = tuple(sorted({str(r.get("rule")) for r in body.get("reasons") or []}))
     return EpochAnswer(epoch, body.get("decision") == "pause", rules,
-                       any(r.get("severity") == "pause" for r in firing))
+                       any(r.get("severity") == "pause" for r in firing), pausing)
 
 
 def _post(service: LiveService, path: str, body: dict[str, Any]) -> None:
@@ -83,7 +84,8 @@ def reference_scores(traces: list[CorpusTrace]) -> dict[str, list[TraceScore]]:
         rows = []
         for trace in traces:
             flags = verdicts(detector, trace)
-            rows.append(score_trace(trace, [EpochAnswer(e, flag, (), flag) for e, flag in enumerate(flags)]))
+            rows.append(score_trace(trace, [EpochAnswer(e, flag, (), flag, (detector.name,))
+                                            for e, flag in enumerate(flags)]))
         out[detector.name] = rows
     return out
 

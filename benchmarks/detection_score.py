@@ -24,6 +24,7 @@ class EpochAnswer:
     pause: bool
     firing: tuple[str, ...] = ()
     pause_signal: bool = False
+    pausing: tuple[str, ...] = ()  # the rules that made this answer a pause
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TraceScore:
     pause_epochs: int
     warnings: int
     first_rules: tuple[str, ...]
+    pause_rules: dict[str, int]  # rule -> first epoch it was among the pause reasons
 
 
 def _first(answers: list[EpochAnswer], test: Any) -> EpochAnswer | None:
@@ -60,12 +62,16 @@ def score_trace(trace: CorpusTrace, answers: list[EpochAnswer]) -> TraceScore:
         current = set(answer.firing) | ({"pause"} if answer.pause and not answer.firing else set())
         onsets += len(current - previous)
         previous = current
+    pause_rules: dict[str, int] = {}
+    for answer in answers:
+        for rule in answer.pausing if answer.pause else ():
+            pause_rules.setdefault(rule, answer.epoch)
     lead = lambda a: None if a is None or onset is None else onset - a.epoch  # noqa: E731
     return TraceScore(
         trace.name, trace.kind, trace.label, onset, drop, trace.asked_epochs,
         warned.epoch if warned else None, paused.epoch if paused else None, signal.epoch if signal else None,
         lead(paused), lead(warned), paused is not None and (drop is None or paused.epoch <= drop),
-        sum(a.pause for a in answers), onsets, tuple(sorted(warned.firing)) if warned else (),
+        sum(a.pause for a in answers), onsets, tuple(sorted(warned.firing)) if warned else (), pause_rules,
     )
 
 
@@ -95,6 +101,20 @@ def summarize(scores: list[TraceScore]) -> dict[str, Any]:
         healthy_false_warnings_per_100_epochs=round(100.0 * sum(s.warnings for s in healthy) / epochs, 2)
         if epochs else None,
     )
+    out.update(_trusted(scores))
+    return out
+
+
+def _trusted(scores: list[TraceScore]) -> dict[str, Any]:
+    """Pauses by rules that never paused a healthy trace: a lead earned by a rule that also pauses
+    healthy runs (e.g. a size-dependent attention bound on 30x30 grids) is not a detection."""
+    noisy = sorted({rule for s in scores if s.label == "healthy" for rule in s.pause_rules})
+    out: dict[str, Any] = {"rules_pausing_healthy": noisy}
+    for label, prefix in (("collapse", "collapses"), ("failure", "failures")):
+        firsts = [(s, min((e for r, e in s.pause_rules.items() if r not in noisy), default=None))
+                  for s in scores if s.label == label]
+        out[f"{prefix}_paused_before_drop_by_rules_quiet_on_healthy"] = sum(
+            first is not None and (s.drop is None or first <= s.drop) for s, first in firsts)
     return out
 
 
@@ -128,12 +148,14 @@ def trace_table(scores: list[TraceScore]) -> str:
 
 def comparison_table(summaries: dict[str, dict[str, Any]]) -> str:
     """Markdown: one row per detector (ours first)."""
-    head = ("detector", "collapses paused<drop", "collapses missed", "median pause lead", "median warn lead",
+    head = ("detector", "collapses paused<drop", "... by rules quiet on healthy", "collapses missed", "median pause lead", "median warn lead",
             "failures paused<drop", "healthy false pauses (epochs)", "healthy runs paused",
             "false warnings /100 ep")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in summaries.items():
-        cells = (name, f"{s['collapses_paused_before_drop']}/{s['collapses_total']}", s["collapses_missed"],
+        cells = (name, f"{s['collapses_paused_before_drop']}/{s['collapses_total']}",
+                 f"{s['collapses_paused_before_drop_by_rules_quiet_on_healthy']}/{s['collapses_total']}",
+                 s["collapses_missed"],
                  s["median_pause_lead_epochs"], s["median_warning_lead_epochs"],
                  f"{s['failures_paused_before_drop']}/{s['failures_total']}", s["healthy_false_pauses"],
                  f"{s['healthy_traces_paused']}/{s['healthy_traces']}", s["healthy_false_warnings_per_100_epochs"])

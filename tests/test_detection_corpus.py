@@ -222,3 +222,16 @@ def test_goal_better_lead_than_every_reference_at_no_more_false_pauses(fast_resu
         if theirs["median_pause_lead_epochs"] is not None:
             assert ours["median_pause_lead_epochs"] is not None, name
             assert ours["median_pause_lead_epochs"] > theirs["median_pause_lead_epochs"], name
+
+
+def test_pauses_by_rules_that_also_pause_healthy_runs_are_not_counted_as_trusted() -> None:
+    healthy, failing = _tiny([], [], 3), _tiny([], [], 3)
+    healthy.label, healthy.onset_epoch = "healthy", None
+    failing.label, failing.onset_epoch, failing.clean_accuracy = "collapse", 2, [0.9, 0.9, 0.8]
+    noisy = [EpochAnswer(e, e >= 1, ("attention",), e >= 1, ("attention",) if e >= 1 else ()) for e in range(4)]
+    late = [EpochAnswer(0, False), EpochAnswer(1, True, ("attention",), True, ("attention",)),
+            EpochAnswer(2, True, ("attention", "lora"), True, ("attention", "lora")), EpochAnswer(3, False)]
+    summary = summarize([score_trace(healthy, noisy), score_trace(failing, late)])
+    assert summary["rules_pausing_healthy"] == ["attention"]
+    assert summary["collapses_paused_before_drop"] == 1
+    assert summary["collapses_paused_before_drop_by_rules_quiet_on_healthy"] == 1  # lora at 2 <= drop 2
