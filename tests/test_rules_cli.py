@@ -33,7 +33,7 @@ def test_series_expansion(text: str, values: list) -> None:
 def test_check_accepts_the_shipped_and_example_files() -> None:
     done = cli("check", "monitor/rules/default_rules.yaml", str(DATA / "my_rules.yaml"))
     assert done.returncode == 0, done.stderr
-    assert "default_rules.yaml: SUCCESS: 12 rules (1 disabled)" in done.stdout
+    assert "default_rules.yaml: SUCCESS: 13 rules (1 disabled)" in done.stdout
 
 
 def test_check_names_every_bad_field_by_path(tmp_path: Path) -> None:

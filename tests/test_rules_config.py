@@ -117,8 +117,8 @@ def test_changed_definition_resets_the_state_and_resolves_a_firing_rule() -> Non
                    if t.rule == "nan_streak"]
     assert resolved.kind == "resolved" and resolved.note and "reset" in resolved.note
     state = states[("nan_streak", 0)]
-    assert state.digest == after.by_name["nan_streak"].digest and state.status == "ok"
-    assert states[("grad_explosion", 0)].digest == before.by_name["grad_explosion"].digest, "others untouched"
+    assert state.definition_id == after.by_name["nan_streak"].definition_id and state.status == "ok"
+    assert states[("grad_explosion", 0)].definition_id == before.by_name["grad_explosion"].definition_id, "others untouched"
 
 
 def test_compiled_sets_are_cached_per_config() -> None:

@@ -80,7 +80,7 @@ class CompiledRule:
     kind: RuleKind
     severity: Severity
     span: Span
-    digest: str
+    definition_id: str
     metric: str = ""
     names: tuple[str, ...] = ()
     source: Source | None = None

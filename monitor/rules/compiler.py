@@ -99,7 +99,7 @@ def compile_rule(spec: RuleSpec, params: dict[str, ParamValue], loc: Loc) -> tup
     if c.errors or not spec.enabled:
         return None, c.errors
     actions = tuple({"action": a} if isinstance(a, str) else a.model_dump(exclude_none=True) for a in spec.actions)
-    rule = CompiledRule(name=spec.name, kind=kind, severity=spec.severity, span=span, digest=digest, warmup=warmup,
+    rule = CompiledRule(name=spec.name, kind=kind, severity=spec.severity, span=span, definition_id=digest, warmup=warmup,
                         labels=dict(spec.labels), annotations=dict(spec.annotations), actions=actions,
                         spec=dump, metric=_metric_names(parts)[0], names=_metric_names(parts), **parts)
     return rule, []

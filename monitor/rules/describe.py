@@ -37,11 +37,11 @@ def param_source(ruleset: RuleSet, name: str) -> dict[str, Any]:
             "phases": report["phases"].get(name, [])}
 
 
-def _state_row(state: RuleState, digest: str) -> dict[str, Any]:
+def _state_row(state: RuleState, definition_id: str) -> dict[str, Any]:
     return {"rank": state.rank, "status": state.status, "value": state.value, "threshold": state.threshold,
             "metric": state.memory.get("metric"), "since_step": state.since_step, "since_epoch": state.since_epoch,
             "last_step": state.last_step, "last_epoch": state.last_epoch,
-            "current_definition": state.digest in (None, digest), "note": state.memory.get("note")}
+            "current_definition": state.definition_id in (None, definition_id), "note": state.memory.get("note")}
 
 
 def describe(ruleset: RuleSet, states: Iterable[RuleState] = ()) -> dict[str, Any]:
@@ -55,10 +55,10 @@ def describe(ruleset: RuleSet, states: Iterable[RuleState] = ()) -> dict[str, An
         rules.append({
             "name": rule.name, "kind": rule.kind, "severity": rule.severity, "metric": rule.metric,
             "detector": rule.detector_name, "for": rule.span.for_count, "resolve": rule.span.resolve_count,
-            "keep_firing_for": rule.span.keep_firing_for, "digest": rule.digest, "spec": spec,
+            "keep_firing_for": rule.span.keep_firing_for, "digest": rule.definition_id, "spec": spec,
             "thresholds": [param_source(ruleset, name) for name in param_refs(rule.spec)],
             "labels": rule.labels, "annotations": rule.annotations, "actions": list(rule.actions),
-            "states": [_state_row(s, rule.digest) for s in sorted(by_rule.pop(rule.name, []), key=lambda s: s.rank)],
+            "states": [_state_row(s, rule.definition_id) for s in sorted(by_rule.pop(rule.name, []), key=lambda s: s.rank)],
         })
     inactive = sorted(by_rule)
     return encode_tree({"rules": rules, "inactive_rules_with_state": inactive, "config_report": ruleset.report})

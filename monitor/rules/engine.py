@@ -32,7 +32,7 @@ def state_for(states: States, rule: str, rank: int, digest: str | None = None) -
     key = (rule, rank)
     state = states.get(key)
     if state is None:
-        state = states[key] = RuleState(rule=rule, rank=rank, digest=digest)
+        state = states[key] = RuleState(rule=rule, rank=rank, definition_id=digest)
     return state
 
 
@@ -55,7 +55,7 @@ class RuleEngine:
         step, epoch, rank = reading.step, reading.epoch, reading.rank
         for rule in self.batch_rules:
             state = states.get((rule.name, rank))
-            if state is None or state.digest != rule.digest:
+            if state is None or state.definition_id != rule.definition_id:
                 state = self._state(states, rule, rank, transitions)
             cursor = (reading.segment, step)
             if state.last_step is not None and cursor <= (state.last_segment, state.last_step):
@@ -94,7 +94,7 @@ class RuleEngine:
         for rule in self.stale_rules:
             for (name, _rank), state in list(states.items()):
                 seen = state.memory.get("seen")
-                if name != rule.name or seen is None or state.digest != rule.digest:
+                if name != rule.name or seen is None or state.definition_id != rule.definition_id:
                     continue
                 silent = now - seen
                 assert rule.stale_seconds is not None
@@ -118,13 +118,13 @@ class RuleEngine:
 
     def _state(self, states: States, rule: CompiledRule, rank: int, transitions: list[RuleTransition]) -> RuleState:
         """The (rule, rank) state, reset first when the rule's definition changed."""
-        state = state_for(states, rule.name, rank, rule.digest)
-        if state.digest == rule.digest:
+        state = state_for(states, rule.name, rank, rule.definition_id)
+        if state.definition_id == rule.definition_id:
             return state
-        if state.digest is None:  # a state from before digests (migration 0007): adopt it
-            state.digest = rule.digest
+        if state.definition_id is None:  # a state from before digests (migration 0007): adopt it
+            state.definition_id = rule.definition_id
             return state
-        fresh = RuleState(rule=rule.name, rank=rank, digest=rule.digest, last_step=state.last_step,
+        fresh = RuleState(rule=rule.name, rank=rank, definition_id=rule.definition_id, last_step=state.last_step,
                           last_epoch=state.last_epoch, memory={"note": "definition or params changed: state reset"})
         if state.status == "firing":
             transitions.append(RuleTransition(rule.name, rank, "resolved", rule.severity, rule.metric, state.value,

@@ -33,19 +33,19 @@ _REPEAT = re.compile(rf"^(?P<a>{_NUMBER})(?:(?P<op>[-+])(?P<b>{_NUMBER}))?x(?P<n
 def expand(values: str) -> list[float | None]:
     """promtool's series notation: ``a+bxn`` -> a, a+b, ..., a+n*b; ``_`` missing; ``_xn`` n missing."""
     out: list[float | None] = []
-    for token in values.split():
-        if token == "_":
+    for item in values.split():
+        if item == "_":
             out.append(None)
-        elif token.startswith("_x") and token[2:].isdigit():
-            out.extend([None] * int(token[2:]))
-        elif match := _REPEAT.match(token):
+        elif item.startswith("_x") and item[2:].isdigit():
+            out.extend([None] * int(item[2:]))
+        elif match := _REPEAT.match(item):
             start, step = float(match["a"]), float(match["b"] or 0) * (-1 if match["op"] == "-" else 1)
             out.extend(start + index * step for index in range(int(match["n"]) + 1))
         else:
             try:
-                out.append(float(token))
+                out.append(float(item))
             except ValueError:
-                raise ValueError(f"not a value or a+bxn: {token[:40]}") from None
+                raise ValueError(f"not a value or a+bxn: {item[:40]}") from None
     return out
 
 

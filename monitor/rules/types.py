@@ -90,7 +90,7 @@ class RuleState:
     last_epoch: int | None = None
     memory: dict[str, Any] = field(default_factory=dict)
     # Digest of the rule's definition + resolved params; a change resets the state.
-    digest: str | None = None
+    definition_id: str | None = None
 
 
 @dataclass(frozen=True)

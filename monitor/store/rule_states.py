@@ -25,7 +25,7 @@ def _state_from_payload(rule: str, rank: int, payload: dict[str, Any], digest: s
         values[name] = decode_float(values[name])
     values.update(rule=rule, rank=rank)
     if digest is not None:
-        values["digest"] = digest
+        values["definition_id"] = digest
     return RuleState(**values)
 
 
@@ -72,10 +72,10 @@ def save_states(session: Session, run_id: str, states: dict[StateKey, RuleState]
         row = existing.get(key)
         if row is None:
             row = existing[key] = RuleStateRow(run_id=run_id, rule=key[0], rank=key[1], status=state.status,
-                                               payload=payload, digest=state.digest)
+                                               payload=payload, digest=state.definition_id)
             session.add(row)
         elif row.payload != payload:
             row.payload = payload
             row.status = state.status
-            row.digest = state.digest
+            row.digest = state.definition_id
             row.updated_at = now

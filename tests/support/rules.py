@@ -6,7 +6,7 @@ from typing import Any
 
 from monitor.rules import RuleSet
 
-BATCH_RULES = ("lora_norm", "lora_growth", "stop_saturation", "attention_weak", "attention_collapse", "logit_range",
+BATCH_RULES = ("lora_norm", "lora_norm_critical", "lora_growth", "stop_saturation", "attention_weak", "attention_collapse", "logit_range",
                "loss_spike")
 EPOCH_RULES = ("accuracy_drop", "nan_streak", "grad_explosion", "lr_backoff")
 
